@@ -1,0 +1,780 @@
+"""Differentiable operations.
+
+Each public function takes tensors (or raw arrays, giving raw arrays back, as
+the backward rules need) and Python scalars.  The backward rules below use
+only operators and these same functions, so each rule serves first-order
+gradients (on raw arrays) and higher-order ones (on tensors) alike.
+"""
+
+from __future__ import annotations
+
+import builtins
+import math
+
+from .. import backend as B
+from .tensor import Function, Tensor, _raw
+
+__all__ = [
+    "add", "sub", "mul", "div", "pow", "neg", "square", "abs", "exp", "log", "log1p", "expm1",
+    "sqrt", "sin", "cos", "tanh", "sigmoid", "relu", "leaky_relu", "clip", "clamp", "where",
+    "maximum", "minimum", "sum", "mean", "max", "min", "logsumexp", "var", "std", "matmul",
+    "reshape", "flatten", "permute", "transpose", "unsqueeze", "expand_dims", "squeeze",
+    "broadcast_to", "sum_to", "concat", "cat", "stack", "pad", "getitem", "take",
+    "take_along_axis", "gather", "less", "less_equal", "greater", "greater_equal", "equal",
+    "not_equal", "argmax", "argmin", "astype",
+]
+
+# ------------------------------------------------------------------ helpers
+
+
+def _shape(x):
+    return tuple(x.shape) if hasattr(x, "shape") else ()
+
+
+def _xp(*xs):
+    for x in xs:
+        d = _raw(x)
+        if hasattr(d, "shape"):
+            return B.namespace_of(d)
+    raise TypeError("expected at least one tensor or array")
+
+
+def _norm_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = []
+    for a in axes:
+        if not -ndim <= a < builtins.max(ndim, 1):
+            raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
+        out.append(a % ndim if ndim else 0)
+    return tuple(sorted(out))
+
+
+def _as_operand(xp, x, like):
+    """A Python scalar as a 0-d array of ``like``'s dtype (arrays pass through)."""
+    if hasattr(x, "shape"):
+        return x
+    return xp.asarray(x, dtype=like.dtype, device=B.array_api_compat.device(like))
+
+
+def _mask(xp, cond, like):
+    """Boolean ``cond`` as a constant array of ``like``'s dtype."""
+    return xp.astype(_raw(cond), _raw(like).dtype)
+
+
+# ------------------------------------------------------- broadcasting support
+
+class SumTo(Function):
+    """Sum ``x`` down to ``shape`` (the reverse of broadcasting)."""
+
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, xp, x):
+        shape = self.shape
+        if tuple(x.shape) == shape:
+            return x
+        lead = x.ndim - len(shape)
+        axes = tuple(range(lead)) + tuple(
+            i + lead for i, n in enumerate(shape) if n == 1 and x.shape[i + lead] != 1)
+        y = xp.sum(x, axis=axes, keepdims=True) if axes else x
+        return xp.reshape(y, shape)
+
+    def backward(self, g, y, x):
+        return broadcast_to(g, _shape(x)),
+
+
+class BroadcastTo(Function):
+    def __init__(self, shape):
+        self.shape = tuple(shape)
+
+    def forward(self, xp, x):
+        return xp.broadcast_to(x, self.shape)
+
+    def backward(self, g, y, x):
+        return sum_to(g, _shape(x)),
+
+
+def sum_to(x, shape):
+    """``x`` summed over broadcast axes so that it has ``shape``."""
+    if _shape(x) == tuple(shape):
+        return x
+    return SumTo(shape)(x)
+
+
+def broadcast_to(x, shape):
+    shape = tuple(shape)
+    if _shape(x) == shape:
+        return x
+    return BroadcastTo(shape)(x)
+
+
+def _reduce_grad(g, shape):
+    """A gradient of a broadcast result, reduced to an operand's ``shape``."""
+    return g if _shape(g) == shape else sum_to(g, shape)
+
+
+# ---------------------------------------------------------------- arithmetic
+
+class Add(Function):
+    def forward(self, xp, a, b):
+        return a + b
+
+    def backward(self, g, y, a, b):
+        return (_reduce_grad(g, _shape(a)) if self.needs[0] else None,
+                _reduce_grad(g, _shape(b)) if self.needs[1] else None)
+
+
+class Sub(Function):
+    def forward(self, xp, a, b):
+        return a - b
+
+    def backward(self, g, y, a, b):
+        return (_reduce_grad(g, _shape(a)) if self.needs[0] else None,
+                _reduce_grad(-g, _shape(b)) if self.needs[1] else None)
+
+
+class Mul(Function):
+    def forward(self, xp, a, b):
+        return a * b
+
+    def backward(self, g, y, a, b):
+        return (_reduce_grad(g * b, _shape(a)) if self.needs[0] else None,
+                _reduce_grad(g * a, _shape(b)) if self.needs[1] else None)
+
+
+class Div(Function):
+    def forward(self, xp, a, b):
+        return a / b
+
+    def backward(self, g, y, a, b):
+        return (_reduce_grad(g / b, _shape(a)) if self.needs[0] else None,
+                _reduce_grad(-g * y / b, _shape(b)) if self.needs[1] else None)
+
+
+class Pow(Function):
+    def forward(self, xp, a, b):
+        if not hasattr(a, "shape"):
+            a = _as_operand(xp, a, b)
+        return a ** b
+
+    def backward(self, g, y, a, b):
+        ga = gb = None
+        if self.needs[0]:
+            ga = _reduce_grad(g * b * a ** (b - 1), _shape(a))
+        if self.needs[1]:
+            gb = _reduce_grad(g * y * (log(a) if hasattr(_raw(a), "shape") else math.log(a)), _shape(b))
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, xp, x):
+        return -x
+
+    def backward(self, g, y, x):
+        return -g,
+
+
+def add(a, b): return Add()(a, b)
+def sub(a, b): return Sub()(a, b)
+def mul(a, b): return Mul()(a, b)
+def div(a, b): return Div()(a, b)
+def neg(x): return Neg()(x)
+
+
+def pow(a, b):
+    """``a ** b``; either may be a scalar."""
+    return Pow()(a, b)
+
+
+def square(x):
+    return Mul()(x, x)
+
+
+# --------------------------------------------------------------- elementwise
+
+class Abs(Function):
+    def forward(self, xp, x):
+        return xp.abs(x)
+
+    def backward(self, g, y, x):
+        return g * self.xp.sign(_raw(x)),
+
+
+class Exp(Function):
+    def forward(self, xp, x):
+        return xp.exp(x)
+
+    def backward(self, g, y, x):
+        return g * y,
+
+
+class Log(Function):
+    def forward(self, xp, x):
+        return xp.log(x)
+
+    def backward(self, g, y, x):
+        return g / x,
+
+
+class Log1p(Function):
+    def forward(self, xp, x):
+        return xp.log1p(x)
+
+    def backward(self, g, y, x):
+        return g / (x + 1.0),
+
+
+class Expm1(Function):
+    def forward(self, xp, x):
+        return xp.expm1(x)
+
+    def backward(self, g, y, x):
+        return g * (y + 1.0),
+
+
+class Sqrt(Function):
+    def forward(self, xp, x):
+        return xp.sqrt(x)
+
+    def backward(self, g, y, x):
+        return g / (y * 2.0),
+
+
+class Sin(Function):
+    def forward(self, xp, x):
+        return xp.sin(x)
+
+    def backward(self, g, y, x):
+        return g * cos(x),
+
+
+class Cos(Function):
+    def forward(self, xp, x):
+        return xp.cos(x)
+
+    def backward(self, g, y, x):
+        return -(g * sin(x)),
+
+
+class Tanh(Function):
+    def forward(self, xp, x):
+        return xp.tanh(x)
+
+    def backward(self, g, y, x):
+        return g * (1.0 - y * y),
+
+
+class Sigmoid(Function):
+    """1 / (1 + exp(-x)), computed without overflow for large |x|."""
+
+    def forward(self, xp, x):
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+    def backward(self, g, y, x):
+        return g * y * (1.0 - y),
+
+
+class Relu(Function):
+    def forward(self, xp, x):
+        return xp.maximum(x, xp.zeros((), dtype=x.dtype, device=B.array_api_compat.device(x)))
+
+    def backward(self, g, y, x):
+        return g * _mask(self.xp, _raw(x) > 0, g),
+
+
+class LeakyRelu(Function):
+    def __init__(self, slope):
+        self.slope = slope
+
+    def forward(self, xp, x):
+        return xp.where(x > 0, x, x * self.slope)
+
+    def backward(self, g, y, x):
+        xp = self.xp
+        m = _mask(xp, _raw(x) > 0, g)
+        return g * (m + (1.0 - m) * self.slope),
+
+
+class Clip(Function):
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, xp, x):
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, g, y, x):
+        xp, x = self.xp, _raw(x)
+        inside = xp.ones(x.shape, dtype=xp.bool, device=B.array_api_compat.device(x))
+        if self.lo is not None:
+            inside = inside & (x >= self.lo)
+        if self.hi is not None:
+            inside = inside & (x <= self.hi)
+        return g * _mask(xp, inside, g),
+
+
+def abs(x): return Abs()(x)
+def exp(x): return Exp()(x)
+def log(x): return Log()(x)
+def log1p(x): return Log1p()(x)
+def expm1(x): return Expm1()(x)
+def sqrt(x): return Sqrt()(x)
+def sin(x): return Sin()(x)
+def cos(x): return Cos()(x)
+def tanh(x): return Tanh()(x)
+def sigmoid(x): return Sigmoid()(x)
+def relu(x): return Relu()(x)
+
+
+def leaky_relu(x, negative_slope: float = 0.01):
+    return LeakyRelu(negative_slope)(x)
+
+
+def clip(x, min=None, max=None):
+    """``x`` limited to ``[min, max]``; the gradient passes where min <= x <= max."""
+    if min is None and max is None:
+        raise ValueError("clip() needs min, max or both")
+    return Clip(min, max)(x)
+
+
+clamp = clip
+
+
+# ------------------------------------------------------- binary with selection
+
+class Where(Function):
+    def forward(self, xp, cond, a, b):
+        like = a if hasattr(a, "shape") else b
+        return xp.where(cond, _as_operand(xp, a, like), _as_operand(xp, b, like))
+
+    def backward(self, g, y, cond, a, b):
+        xp = self.xp
+        m = _mask(xp, cond, g)
+        return (None,
+                _reduce_grad(g * m, _shape(a)) if self.needs[1] else None,
+                _reduce_grad(g * (1.0 - m), _shape(b)) if self.needs[2] else None)
+
+
+class Maximum(Function):
+    """Elementwise max; at ties each side gets half the gradient (as PyTorch)."""
+
+    op, sign = "maximum", 1.0
+
+    def forward(self, xp, a, b):
+        like = a if hasattr(a, "shape") else b
+        return getattr(xp, self.op)(_as_operand(xp, a, like), _as_operand(xp, b, like))
+
+    def backward(self, g, y, a, b):
+        xp = self.xp
+        ra, rb = _raw(a), _raw(b)
+        d = (ra - rb) * self.sign
+        share = _mask(xp, d > 0, g) + 0.5 * _mask(xp, d == 0, g)
+        return (_reduce_grad(g * share, _shape(a)) if self.needs[0] else None,
+                _reduce_grad(g * (1.0 - share), _shape(b)) if self.needs[1] else None)
+
+
+class Minimum(Maximum):
+    op, sign = "minimum", -1.0
+
+
+def where(cond, a, b):
+    """``a`` where ``cond`` holds, else ``b`` (differentiable in ``a`` and ``b``)."""
+    return Where()(cond, a, b)
+
+
+def maximum(a, b): return Maximum()(a, b)
+def minimum(a, b): return Minimum()(a, b)
+
+
+# ---------------------------------------------------------------- reductions
+
+class Sum(Function):
+    def __init__(self, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, xp, x):
+        return xp.sum(x, axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, g, y, x):
+        return broadcast_to(_keep(g, self.axis, self.keepdims, _shape(x)), _shape(x)),
+
+
+def _keep(g, axis, keepdims, shape):
+    """A reduced gradient (or output) reshaped with the reduced axes kept, as size 1."""
+    if keepdims:
+        return g
+    axes = _norm_axes(axis, len(shape))
+    return reshape(g, tuple(1 if i in axes else n for i, n in enumerate(shape)))
+
+
+class Max(Function):
+    """max/min over axes; tied maxima share the gradient equally (as torch.amax)."""
+
+    def __init__(self, axis, keepdims, largest=True):
+        self.axis, self.keepdims, self.largest = axis, keepdims, largest
+
+    def forward(self, xp, x):
+        f = xp.max if self.largest else xp.min
+        return f(x, axis=self.axis, keepdims=self.keepdims)
+
+    def backward(self, g, y, x):
+        xp, shape = self.xp, _shape(x)
+        yk = _keep(_raw(y), self.axis, self.keepdims, shape)
+        hit = _mask(xp, _raw(x) == yk, _raw(g))
+        share = hit / xp.sum(hit, axis=_norm_axes(self.axis, len(shape)), keepdims=True)
+        return broadcast_to(_keep(g, self.axis, self.keepdims, shape), shape) * share,
+
+
+class LogSumExp(Function):
+    def __init__(self, axis, keepdims):
+        self.axis, self.keepdims = axis, keepdims
+
+    def forward(self, xp, x):
+        axes = _norm_axes(self.axis, x.ndim)
+        m = xp.max(x, axis=axes, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
+        y = xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
+        return y if self.keepdims else xp.reshape(y, tuple(n for i, n in enumerate(x.shape) if i not in axes))
+
+    def backward(self, g, y, x):
+        shape = _shape(x)
+        yk = _keep(y, self.axis, self.keepdims, shape)
+        return _keep(g, self.axis, self.keepdims, shape) * exp(x - yk),
+
+
+def sum(x, axis=None, keepdims: bool = False):
+    return Sum(axis, keepdims)(x)
+
+
+def mean(x, axis=None, keepdims: bool = False):
+    shape = _shape(_raw(x))
+    n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
+    return Sum(axis, keepdims)(x) * (1.0 / n)
+
+
+def max(x, axis=None, keepdims: bool = False):
+    return Max(axis, keepdims, True)(x)
+
+
+def min(x, axis=None, keepdims: bool = False):
+    return Max(axis, keepdims, False)(x)
+
+
+def logsumexp(x, axis=None, keepdims: bool = False):
+    """log(sum(exp(x))) without overflow."""
+    return LogSumExp(axis, keepdims)(x)
+
+
+def var(x, axis=None, correction: float = 1, keepdims: bool = False):
+    """Variance; ``correction=1`` (the default, as PyTorch) divides by n - 1."""
+    shape = _shape(_raw(x))
+    n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
+    d = x - mean(x, axis, keepdims=True)
+    return sum(d * d, axis, keepdims) * (1.0 / builtins.max(n - correction, 0))
+
+
+def std(x, axis=None, correction: float = 1, keepdims: bool = False):
+    return sqrt(var(x, axis, correction, keepdims))
+
+
+# ---------------------------------------------------------------- linear algebra
+
+class Matmul(Function):
+    def forward(self, xp, a, b):
+        return xp.matmul(a, b)
+
+    def backward(self, g, y, a, b):
+        sa, sb = _shape(a), _shape(b)
+        if len(sa) == 2 and len(sb) == 2:  # the common case, kept short
+            return (g @ transpose(b, 0, 1) if self.needs[0] else None,
+                    transpose(a, 0, 1) @ g if self.needs[1] else None)
+        a2 = reshape(a, (1, sa[0])) if len(sa) == 1 else a
+        b2 = reshape(b, (sb[0], 1)) if len(sb) == 1 else b
+        gshape = _shape(g)
+        if len(sa) == 1:
+            gshape = gshape[:-1] + (1,) + gshape[-1:] if len(sb) > 1 else (1, 1)
+        if len(sb) == 1:
+            gshape = gshape + (1,) if len(sa) > 1 else (1, 1)
+        g2 = reshape(g, gshape)
+        ga = gb = None
+        if self.needs[0]:
+            ga = reshape(sum_to(g2 @ transpose(b2, -1, -2), _shape(a2)), sa)
+        if self.needs[1]:
+            gb = reshape(sum_to(transpose(a2, -1, -2) @ g2, _shape(b2)), sb)
+        return ga, gb
+
+
+def matmul(a, b):
+    """Matrix product with NumPy's rules for 1-D operands and batch broadcasting."""
+    return Matmul()(a, b)
+
+
+# ---------------------------------------------------------------- shapes
+
+class Reshape(Function):
+    def __init__(self, shape):
+        self.shape = shape
+
+    def forward(self, xp, x):
+        return xp.reshape(x, self.shape)
+
+    def backward(self, g, y, x):
+        return reshape(g, _shape(x)),
+
+
+class Permute(Function):
+    def __init__(self, axes):
+        self.axes = axes
+
+    def forward(self, xp, x):
+        return xp.permute_dims(x, self.axes)
+
+    def backward(self, g, y, x):
+        inverse = [0] * len(self.axes)
+        for i, a in enumerate(self.axes):
+            inverse[a] = i
+        return permute(g, tuple(inverse)),
+
+
+def reshape(x, shape):
+    shape = tuple(shape)
+    if _shape(x) == shape:
+        return x
+    return Reshape(shape)(x)
+
+
+def flatten(x, start_dim: int = 0, end_dim: int = -1):
+    """Merge the axes ``start_dim..end_dim`` into one."""
+    shape = _shape(_raw(x))
+    if not shape:
+        return reshape(x, (1,))
+    s, e = start_dim % len(shape), end_dim % len(shape)
+    return reshape(x, shape[:s] + (math.prod(shape[s:e + 1]),) + shape[e + 1:])
+
+
+def permute(x, axes):
+    axes = tuple(a % len(axes) for a in axes)
+    if axes == tuple(range(len(axes))):
+        return x
+    return Permute(axes)(x)
+
+
+def transpose(x, dim0: int, dim1: int):
+    """Swap two axes (PyTorch's ``transpose``)."""
+    n = len(_shape(x))
+    axes = list(range(n))
+    axes[dim0 % n], axes[dim1 % n] = axes[dim1 % n], axes[dim0 % n]
+    return permute(x, tuple(axes))
+
+
+def unsqueeze(x, axis: int):
+    shape = _shape(_raw(x))
+    axis = axis % (len(shape) + 1)
+    return reshape(x, shape[:axis] + (1,) + shape[axis:])
+
+
+expand_dims = unsqueeze
+
+
+def squeeze(x, axis=None):
+    shape = _shape(_raw(x))
+    axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else _norm_axes(axis, len(shape))
+    for a in axes:
+        if shape[a] != 1:
+            raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {shape})")
+    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+class Concat(Function):
+    def __init__(self, axis):
+        self.axis = axis
+
+    def forward(self, xp, *xs):
+        return xp.concat(xs, axis=self.axis)
+
+    def backward(self, g, y, *xs):
+        out, start = [], 0
+        axis = self.axis % len(_shape(g))
+        for x, need in zip(xs, self.needs):
+            n = _shape(x)[axis]
+            key = (slice(None),) * axis + (slice(start, start + n), ...)
+            out.append(getitem(g, key) if need else None)
+            start += n
+        return tuple(out)
+
+
+def concat(xs, axis: int = 0):
+    """Join tensors along an existing axis."""
+    return Concat(axis)(*xs)
+
+
+cat = concat
+
+
+def stack(xs, axis: int = 0):
+    """Join tensors along a new axis."""
+    return concat([unsqueeze(x, axis) for x in xs], axis)
+
+
+class Pad(Function):
+    def __init__(self, pad_width, value):
+        self.pad_width, self.value = pad_width, value
+
+    def forward(self, xp, x):
+        return B.pad(x, self.pad_width, self.value)
+
+    def backward(self, g, y, x):
+        key = tuple(slice(lo, lo + n) for (lo, _), n in zip(self.pad_width, _shape(x)))
+        return getitem(g, key),
+
+
+def pad(x, pad_width, value: float = 0.0):
+    """Constant padding; ``pad_width`` is ``((before, after), ...)`` for every axis."""
+    pad_width = tuple((int(a), int(b)) for a, b in pad_width)
+    if len(pad_width) != len(_shape(_raw(x))):
+        raise ValueError(f"pad: pad_width has {len(pad_width)} entries for a tensor with {len(_shape(_raw(x)))} axes")
+    return Pad(pad_width, value)(x)
+
+
+# ---------------------------------------------------------------- indexing
+
+class GetItem(Function):
+    """Basic indexing: integers, slices, ``None`` and ``...``."""
+
+    def __init__(self, key):
+        self.key = key if isinstance(key, tuple) else (key,)
+        self.plain = tuple(k for k in self.key if k is not None)  # the key without new axes
+
+    def forward(self, xp, x):
+        y = x[self.key]
+        self.plain_shape = tuple(x[self.plain].shape) if len(self.plain) < len(self.key) else tuple(y.shape)
+        return y
+
+    def backward(self, g, y, x):
+        return IndexZerosSet(self.plain, _shape(x))(reshape(g, self.plain_shape)),
+
+
+class IndexZerosSet(Function):
+    """Zeros of ``shape`` with ``x`` written at basic index ``key`` (GetItem's backward)."""
+
+    def __init__(self, key, shape):
+        self.key, self.shape = key, shape
+
+    def forward(self, xp, x):
+        return B.index_zeros_set(self.shape, self.key, x)
+
+    def backward(self, g, y, x):
+        return getitem(g, self.key),
+
+
+def getitem(x, key):
+    if isinstance(key, Tensor) or hasattr(key, "shape") or isinstance(key, list):
+        return take(x, key, axis=0)
+    return GetItem(key)(x)
+
+
+class Take(Function):
+    """Integer-array indexing along one axis (``xp.take``)."""
+
+    def __init__(self, indices, axis):
+        self.indices, self.axis = indices, axis
+
+    def forward(self, xp, x):
+        return xp.take(x, self.indices, axis=self.axis)
+
+    def backward(self, g, y, x):
+        return IndexAdd(self.indices, self.axis, _shape(x)[self.axis])(g),
+
+
+class IndexAdd(Function):
+    """Slices of ``x`` along ``axis`` summed into ``size`` positions at ``indices`` (Take's backward)."""
+
+    def __init__(self, indices, axis, size):
+        self.indices, self.axis, self.size = indices, axis, size
+
+    def forward(self, xp, x):
+        moved = xp.moveaxis(x, self.axis, 0) if self.axis != 0 else x
+        out = B.scatter_add(moved, self.indices, self.size)
+        return xp.moveaxis(out, 0, self.axis) if self.axis != 0 else out
+
+    def backward(self, g, y, x):
+        return take(g, self.indices, self.axis),
+
+
+def _index_array(x, indices):
+    xp = _xp(x)
+    idx = _raw(indices)
+    if not hasattr(idx, "shape"):
+        idx = B.as_array(idx, "int64", B.backend_of(_raw(x)))
+    if not xp.isdtype(idx.dtype, "integral"):
+        raise TypeError(f"indices must be integers, got {B.dtype_name(idx.dtype)}")
+    return idx
+
+
+def take(x, indices, axis: int = 0):
+    """Slices of ``x`` at integer ``indices`` (1-D, each in ``[0, n)``) along ``axis``."""
+    idx = _index_array(x, indices)
+    axis = axis % len(_shape(_raw(x)))
+    B.check_indices(idx, _shape(_raw(x))[axis], f"take along axis {axis}")
+    return Take(idx, axis)(x)
+
+
+def take_along_axis(x, indices, axis: int = -1):
+    """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis`` (PyTorch's ``gather``)."""
+    xp = _xp(x)
+    idx = _index_array(x, indices)
+    shape = _shape(_raw(x))
+    axis = axis % len(shape)
+    dev = B.array_api_compat.device(idx)
+    strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
+    flat = idx * strides[axis]
+    for d in range(len(shape)):
+        if d != axis:
+            r = xp.reshape(xp.arange(idx.shape[d], dtype=idx.dtype, device=dev),
+                           tuple(-1 if i == d else 1 for i in range(len(shape))))
+            flat = flat + r * strides[d]
+    return reshape(take(reshape(x, (-1,)), xp.reshape(flat, (-1,)), 0), tuple(idx.shape))
+
+
+gather = take_along_axis
+
+
+# ------------------------------------------------------- non-differentiable
+
+def _compare(name):
+    def op(a, b):
+        xp = _xp(a, b)
+        return Tensor(getattr(xp, name)(_raw(a), _raw(b)))
+    op.__name__ = name
+    op.__doc__ = f"Elementwise ``{name}`` (not differentiable): a boolean tensor."
+    return op
+
+
+less, less_equal, greater, greater_equal, equal, not_equal = (
+    _compare(n) for n in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal"))
+
+
+def argmax(x, axis=None, keepdims: bool = False):
+    return Tensor(_xp(x).argmax(_raw(x), axis=axis, keepdims=keepdims))
+
+
+def argmin(x, axis=None, keepdims: bool = False):
+    return Tensor(_xp(x).argmin(_raw(x), axis=axis, keepdims=keepdims))
+
+
+class AsType(Function):
+    def __init__(self, dtype):
+        self.dtype = dtype
+
+    def forward(self, xp, x):
+        return xp.astype(x, B.resolve_dtype(xp, self.dtype))
+
+    def backward(self, g, y, x):
+        return astype(g, _raw(x).dtype),
+
+
+def astype(x, dtype):
+    """``x`` converted to ``dtype`` (a name or a dtype); gradients flow back in the old dtype."""
+    return AsType(dtype)(x)

@@ -1,0 +1,458 @@
+"""The one place that knows concrete array libraries.
+
+A :class:`Backend` bundles an array namespace ``xp`` (Array API 2024.12), a
+device and a seeded random generator.  The current backend lives in a context
+variable: :func:`use` sets it, :func:`using` sets it for a ``with`` block, and
+``XPNET_BACKEND`` (e.g. ``numpy``, ``torch:cpu``, ``cupy:cuda:1``) picks the
+starting one.  Everything outside this module calls only the standard through
+``xp`` plus the few helpers defined here for what the standard lacks
+(:func:`scatter_add`, :func:`pad`, :func:`index_zeros_set`, :func:`assign`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat
+import array_api_extra as xpx
+import numpy as np
+
+API_VERSION = "2024.12"
+NAMES = ("numpy", "array_api_strict", "torch", "jax", "cupy")
+
+
+class BackendUnavailable(RuntimeError):
+    """A backend or device was asked for that cannot run on this machine."""
+
+
+# ---------------------------------------------------------------- namespaces
+
+def _load(name: str):
+    """Import the array library behind ``name`` and return its namespace, or
+    raise :class:`BackendUnavailable` with the cause and the fix."""
+    installs = {
+        "cupy": "pip install 'xpnet[gpu]' (CuPy for CUDA 12/13)",
+        "torch": "pip install torch",
+        "jax": "pip install jax",
+        "array_api_strict": "pip install array-api-strict",
+    }
+    module = {"numpy": "numpy", "array_api_strict": "array_api_strict",
+              "torch": "torch", "jax": "jax.numpy", "cupy": "cupy"}.get(name)
+    if module is None:
+        raise BackendUnavailable(
+            f"unknown backend {name!r}: expected one of {', '.join(NAMES)} or 'auto'")
+    try:
+        lib = importlib.import_module(module)
+    except ImportError as e:
+        raise BackendUnavailable(
+            f"{name} is not installed ({e}): {installs[name]}") from None
+    if name == "array_api_strict":
+        lib.set_array_api_strict_flags(api_version=API_VERSION)
+        return lib
+    if name == "jax":
+        import jax
+        jax.config.update("jax_enable_x64", True)  # float64 for gradient checks
+        return lib
+    if name == "cupy":
+        try:
+            count = lib.cuda.runtime.getDeviceCount()
+        except Exception as e:  # CUDA driver missing or broken
+            raise BackendUnavailable(
+                f"CuPy is installed but no CUDA device was found ({e}): "
+                "run on a machine with an NVIDIA GPU and driver, or use 'numpy'") from None
+        if count == 0:
+            raise BackendUnavailable(
+                "CuPy is installed but no CUDA device was found: "
+                "run on a machine with an NVIDIA GPU, or use 'numpy'")
+    return array_api_compat.array_namespace(lib.empty(0))
+
+
+def _parse_device(name: str, device):
+    """Turn ``None``/``"cpu"``/``"cuda"``/``"cuda:N"`` into the library's device."""
+    dev = "cpu" if device is None and name not in ("cupy",) else device
+    if name == "numpy":
+        if dev not in ("cpu", None):
+            raise BackendUnavailable(f"numpy runs on 'cpu' only, not {device!r}: use backend 'cupy' or 'torch' for CUDA")
+        return "cpu"
+    if name == "array_api_strict":
+        if dev not in ("cpu", None):
+            raise BackendUnavailable(f"array_api_strict runs on 'cpu' only, not {device!r}")
+        import array_api_strict
+        return array_api_strict.Device("CPU_DEVICE")
+    if name == "torch":
+        import torch
+        d = torch.device(dev)
+        if d.type == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailable(
+                f"torch is installed but CUDA is not available for device {device!r}: "
+                "install a CUDA build of PyTorch on a GPU machine, or use device 'cpu'")
+        if d.type == "cuda" and d.index is None:
+            d = torch.device("cuda", torch.cuda.current_device())
+        return d
+    if name == "jax":
+        import jax
+        kind, _, index = (dev or "cpu").partition(":")
+        kind = "gpu" if kind == "cuda" else kind
+        try:
+            devices = jax.devices(kind)
+        except RuntimeError as e:
+            raise BackendUnavailable(f"jax has no {kind!r} device ({e}): install jax[cuda12] or use 'cpu'") from None
+        return devices[int(index or 0)]
+    if name == "cupy":
+        import cupy
+        kind, _, index = (dev or "cuda").partition(":")
+        if kind != "cuda":
+            raise BackendUnavailable(f"cupy runs on CUDA devices only, not {device!r}: use backend 'numpy' for the CPU")
+        n = cupy.cuda.runtime.getDeviceCount()
+        i = int(index or 0)
+        if i >= n:
+            raise BackendUnavailable(f"cupy: device {device!r} does not exist: this machine has {n} CUDA device(s)")
+        return cupy.cuda.Device(i)
+    raise AssertionError(name)
+
+
+# --------------------------------------------------------------------- Backend
+
+@dataclass(eq=False, frozen=True)
+class Backend:
+    """An array library and a device on it.
+
+    ``xp`` is the Array API namespace; ``device`` the library's device object.
+    """
+
+    name: str
+    xp: Any
+    device: Any
+
+    def asarray(self, data, dtype=None):
+        """``data`` (scalar, list, or an array of any library) as an array here."""
+        return as_array(data, dtype, self)
+
+    def __repr__(self):
+        return f"Backend({self.name!r}, device={device_name(self.device)!r})"
+
+
+def device_name(device) -> str:
+    """A short, library-independent name such as ``cpu`` or ``cuda:0``."""
+    s = str(device)
+    if "CPU" in s.upper() and "cuda" not in s:
+        return "cpu"
+    for prefix in ("<CUDA Device ", "cuda:"):
+        if s.startswith(prefix):
+            return "cuda:" + s[len(prefix):].rstrip(">")
+    if s.startswith("cuda"):
+        return s
+    return s.lower()
+
+
+_CACHE: dict = {}
+
+
+def get_backend(name: str = "auto", device=None) -> Backend:
+    """The backend named ``name`` on ``device`` (cached), or raise BackendUnavailable."""
+    if name == "auto":
+        name = "cupy" if cuda_available() else "numpy"
+    if ":" in name and name.split(":", 1)[0] in NAMES:
+        name, device = name.split(":", 1)
+    key = (name, device)
+    if key not in _CACHE:
+        xp = _load(name)
+        _CACHE[key] = Backend(name, xp, _parse_device(name, device))
+    return _CACHE[key]
+
+
+def cuda_available() -> bool:
+    """True when CuPy imports and a CUDA device answers."""
+    try:
+        _load("cupy")
+        return True
+    except BackendUnavailable:
+        return False
+
+
+def available_backends() -> dict:
+    """``{name: None or reason}`` for every backend on this machine."""
+    out = {}
+    for name in NAMES:
+        try:
+            get_backend(name)
+            out[name] = None
+        except BackendUnavailable as e:
+            out[name] = str(e)
+    return out
+
+
+_current: contextvars.ContextVar = contextvars.ContextVar("xpnet_backend", default=None)
+
+
+def current_backend() -> Backend:
+    """The backend in force: set by :func:`use`/:func:`using`, else ``XPNET_BACKEND``, else numpy."""
+    b = _current.get()
+    if b is None:
+        b = get_backend(os.environ.get("XPNET_BACKEND", "numpy"))
+        _current.set(b)
+    return b
+
+
+def use(name: str = "auto", device=None) -> Backend:
+    """Make ``name`` (on ``device``) the current backend and return it."""
+    b = name if isinstance(name, Backend) else get_backend(name, device)
+    _current.set(b)
+    return b
+
+
+@contextlib.contextmanager
+def using(name: str = "auto", device=None):
+    """``with xpnet.using("torch"): ...`` runs the block on that backend."""
+    token = _current.set(name if isinstance(name, Backend) else get_backend(name, device))
+    try:
+        yield _current.get()
+    finally:
+        _current.reset(token)
+
+
+# ------------------------------------------------------------ array helpers
+
+def resolve_dtype(xp, dtype):
+    """``dtype`` given as a name (``"float32"``) or a dtype of any library, as ``xp``'s dtype."""
+    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    try:
+        return getattr(xp, name)
+    except AttributeError:
+        raise TypeError(f"unknown dtype {dtype!r}: expected a name such as 'float32' or 'int64'") from None
+
+
+def as_array(data, dtype=None, backend=None):
+    """``data`` as an array on ``backend`` (default: the current backend).
+
+    ``data`` may be a Python scalar, a (nested) list, or an array of any
+    supported library (moved by DLPack or through the host).  Python floats
+    become float32 and ints int64, as in PyTorch; ``dtype`` (a name or a
+    dtype) converts.
+    """
+    b = current_backend() if backend is None else (
+        backend if isinstance(backend, Backend) else get_backend(backend))
+    if isinstance(data, np.generic):
+        data = np.asarray(data)
+    if _is_array(data):
+        arr = transfer(data, b)
+        return arr if dtype is None else b.xp.astype(arr, resolve_dtype(b.xp, dtype))
+    host = np.asarray(data)
+    if dtype is None:
+        dtype = {"f": "float32", "i": "int64", "u": "int64", "b": "bool"}.get(host.dtype.kind)
+        if dtype is None:
+            raise TypeError(
+                f"cannot make an array from {type(data).__name__} data of dtype {host.dtype}: "
+                "expected numbers, booleans, nested lists of them, or an array")
+    return b.xp.asarray(host.astype(_np_dtype(resolve_dtype(b.xp, dtype))), device=b.device)
+
+
+_NS_BY_TYPE: dict = {}
+
+
+def _is_array(x) -> bool:
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, bool, complex))
+
+
+def namespace_of(x):
+    """The Array API namespace of array ``x`` (cached per array type)."""
+    t = type(x)
+    ns = _NS_BY_TYPE.get(t)
+    if ns is None:
+        if isinstance(x, np.generic):
+            x = np.asarray(x)
+        ns = array_api_compat.array_namespace(x)
+        if array_api_compat.is_jax_namespace(ns):
+            _load("jax")
+        _NS_BY_TYPE[t] = ns
+    return ns
+
+
+def backend_of(x) -> Backend:
+    """The :class:`Backend` that array ``x`` lives on."""
+    xp = namespace_of(x)
+    for name in NAMES:
+        b = _CACHE.get((name, None))
+        if b is not None and b.xp is xp:
+            dev = array_api_compat.device(x)
+            if device_name(dev) == device_name(b.device):
+                return b
+            return get_backend(name, device_name(dev))
+    name = _name_of_namespace(xp)
+    return get_backend(name, device_name(array_api_compat.device(x)))
+
+
+def _name_of_namespace(xp) -> str:
+    c = array_api_compat
+    for name, test in (("numpy", c.is_numpy_namespace), ("torch", c.is_torch_namespace),
+                       ("jax", c.is_jax_namespace), ("cupy", c.is_cupy_namespace),
+                       ("array_api_strict", c.is_array_api_strict_namespace)):
+        if test(xp):
+            return name
+    raise TypeError(f"unsupported array namespace {xp!r}")
+
+
+def to_numpy(x) -> np.ndarray:
+    """A NumPy copy of array ``x`` (from any library or device), for printing and saving."""
+    if isinstance(x, (np.ndarray, np.generic)):
+        return np.asarray(x)
+    c = array_api_compat
+    if c.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if c.is_cupy_array(x):
+        return x.get()
+    if c.is_array_api_strict_namespace(namespace_of(x)):
+        return np.asarray(x._array)
+    return np.asarray(x)
+
+
+def transfer(x, backend: Backend):
+    """Array ``x`` moved to ``backend`` (library and device): DLPack where it works, else a host copy."""
+    src = namespace_of(x)
+    if src is backend.xp and device_name(array_api_compat.device(x)) == device_name(backend.device):
+        return x
+    if src is backend.xp:
+        return array_api_compat.to_device(x, backend.device)
+    try:
+        y = backend.xp.from_dlpack(x)
+        if device_name(array_api_compat.device(y)) == device_name(backend.device):
+            return y
+        return array_api_compat.to_device(y, backend.device)
+    except Exception:  # no DLPack route between these two: go through the host
+        return backend.xp.asarray(to_numpy(x), device=backend.device)
+
+
+def assign(target, value):
+    """Write ``value`` into ``target`` in place where the library allows it, and
+    return the result (a new array on JAX, whose arrays are immutable)."""
+    return xpx.at(target)[...].set(value)
+
+
+def scatter_add(values, index, size: int):
+    """Rows of ``values`` summed into ``size`` rows at positions ``index`` (repeats add up).
+
+    ``values`` has shape ``(len(index), *rest)``; the result ``(size, *rest)``.
+    """
+    xp = namespace_of(values)
+    zeros = xp.zeros((size, *values.shape[1:]), dtype=values.dtype, device=array_api_compat.device(values))
+    c = array_api_compat
+    if c.is_numpy_array(values):
+        np.add.at(zeros, index, values)
+        return zeros
+    if c.is_torch_array(values):
+        return zeros.index_add_(0, index, values)
+    if c.is_cupy_array(values):
+        import cupyx
+        cupyx.scatter_add(zeros, index, values)
+        return zeros
+    if c.is_jax_array(values):
+        return zeros.at[index].add(values)
+    return scatter_add_portable(values, index, size)
+
+
+def scatter_add_portable(values, index, size: int):
+    """The standard-only version of :func:`scatter_add`: a one-hot matrix product."""
+    xp = namespace_of(values)
+    dev = array_api_compat.device(values)
+    onehot = xp.astype(index[None, :] == xp.arange(size, dtype=index.dtype, device=dev)[:, None], values.dtype)
+    flat = xp.reshape(values, (values.shape[0], -1))
+    return xp.reshape(onehot @ flat, (size, *values.shape[1:]))
+
+
+def check_indices(index, size: int, what: str):
+    """Raise IndexError unless every entry of ``index`` lies in ``[0, size)``.
+
+    Checked on every library alike (CuPy wraps and JAX clips out-of-range
+    indices silently); on a GPU this costs one read of the minimum and maximum.
+    """
+    if index.size == 0:
+        return
+    xp = namespace_of(index)
+    lo, hi = (int(v) for v in to_numpy(xp.stack([xp.min(index), xp.max(index)])))
+    if lo < 0 or hi >= size:
+        raise IndexError(f"{what}: index {hi if hi >= size else lo} is out of range: expected 0 <= index < {size}")
+
+
+def pad(x, pad_width, value=0.0):
+    """``x`` padded with ``value``; ``pad_width`` is ``((before, after), ...)`` per axis."""
+    return xpx.pad(x, tuple(tuple(p) for p in pad_width), constant_values=value)
+
+
+def index_zeros_set(shape, index, value):
+    """A zero array of ``shape`` with ``value`` written at basic index ``index``."""
+    xp = namespace_of(value)
+    zeros = xp.zeros(shape, dtype=value.dtype, device=array_api_compat.device(value))
+    return xpx.at(zeros)[index].set(value)
+
+
+# ----------------------------------------------------------------- randomness
+
+class Generator:
+    """Seeded random numbers, drawn on the host by NumPy's PCG64 and moved to a
+    backend (the current one unless ``backend=`` says otherwise), so that a seed
+    gives the same numbers (e.g. initial weights) on every backend."""
+
+    def __init__(self, seed=None):
+        self.host = np.random.default_rng(seed)
+
+    @staticmethod
+    def _out(a, dtype, backend):
+        b = backend or current_backend()
+        dtype = b.xp.float32 if dtype is None else dtype
+        return b.xp.asarray(a.astype(_np_dtype(dtype)), device=b.device)
+
+    def normal(self, shape, mean=0.0, std=1.0, dtype=None, backend=None):
+        return self._out(self.host.normal(mean, std, size=shape), dtype, backend)
+
+    def uniform(self, shape, low=0.0, high=1.0, dtype=None, backend=None):
+        return self._out(self.host.uniform(low, high, size=shape), dtype, backend)
+
+    def integers(self, low, high, shape, dtype=None, backend=None):
+        b = backend or current_backend()
+        return self._out(self.host.integers(low, high, size=shape), dtype or b.xp.int64, b)
+
+    def permutation(self, n: int, backend=None):
+        b = backend or current_backend()
+        return self._out(self.host.permutation(n), b.xp.int64, b)
+
+    def bernoulli(self, shape, p: float, backend=None):
+        """A boolean mask, True with probability ``p``."""
+        b = backend or current_backend()
+        return b.xp.asarray(self.host.random(size=shape) < p, device=b.device)
+
+    def get_state(self) -> dict:
+        return self.host.bit_generator.state
+
+    def set_state(self, state: dict):
+        self.host.bit_generator.state = state
+
+
+_default_rng = Generator(0)
+
+
+def default_generator() -> Generator:
+    """The generator that layers, dropout and loaders use unless given their own."""
+    return _default_rng
+
+
+def manual_seed(seed: int) -> Generator:
+    """Reseed the default generator (the same numbers follow on every backend)."""
+    _default_rng.host = np.random.default_rng(seed)
+    return _default_rng
+
+
+def _np_dtype(dtype):
+    """The NumPy dtype with the same name as a dtype of any library."""
+    if isinstance(dtype, np.dtype) or isinstance(dtype, type):
+        return np.dtype(dtype)
+    return np.dtype(str(dtype).rsplit(".", 1)[-1].strip("')>"))
+
+
+def dtype_name(dtype) -> str:
+    """``float32``, ``int64``, ... for a dtype of any library."""
+    return _np_dtype(dtype).name
