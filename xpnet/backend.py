@@ -425,6 +425,13 @@ class Generator:
         b = backend or current_backend()
         return b.xp.asarray(self.host.random(size=shape) < p, device=b.device)
 
+    def orthogonal(self, rows: int, cols: int):
+        """A host (NumPy) matrix with orthonormal rows or columns, from QR of a normal draw."""
+        flat = self.host.normal(size=(rows, cols))
+        q, r = np.linalg.qr(flat.T if rows < cols else flat)
+        q = q * np.sign(np.diag(r))
+        return q.T if rows < cols else q
+
     def get_state(self) -> dict:
         return self.host.bit_generator.state
 

@@ -1,0 +1,15 @@
+"""``xpnet.nn``: modules, layers, activations, losses and initializers (PyTorch's names)."""
+
+from . import functional, init, utils  # noqa: F401
+from .activation import *  # noqa: F401,F403
+from .attention import *  # noqa: F401,F403
+from .container import *  # noqa: F401,F403
+from .conv import *  # noqa: F401,F403
+from .dropout import *  # noqa: F401,F403
+from .linear import *  # noqa: F401,F403
+from .loss import *  # noqa: F401,F403
+from .module import Module, Parameter  # noqa: F401
+from .normalization import *  # noqa: F401,F403
+from .pooling import *  # noqa: F401,F403
+from .rnn import *  # noqa: F401,F403
+from .sparse import *  # noqa: F401,F403

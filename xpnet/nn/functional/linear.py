@@ -1,0 +1,31 @@
+"""``linear``: x @ W.T + b as one fused operation."""
+
+from __future__ import annotations
+
+from ...autograd.functions import flatten, matmul, reshape, sum, transpose
+from ...autograd.tensor import Function
+
+__all__ = ["linear"]
+
+
+class Linear(Function):
+    """y = x @ W.T + b with W of shape (out, in), as PyTorch lays it out."""
+
+    def forward(self, xp, x, w, b=None):
+        y = xp.matmul(x, xp.matrix_transpose(w))
+        return y if b is None else y + b
+
+    def backward(self, g, y, x, w, b=None):
+        gx = matmul(g, w) if self.needs[0] else None
+        gw = gb = None
+        if self.needs[1]:
+            g2, x2 = (g, x) if len(x.shape) == 2 else (flatten(g, 0, -2), flatten(x, 0, -2))
+            gw = matmul(transpose(g2, 0, 1), x2)
+        if b is not None and self.needs[2]:
+            gb = sum(g, tuple(range(len(g.shape) - 1))) if len(g.shape) > 1 else g
+        return gx, gw, gb
+
+
+def linear(x, weight, bias=None):
+    """``x @ weight.T + bias`` for ``x`` of shape (..., in) and ``weight`` (out, in)."""
+    return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)

@@ -1,0 +1,67 @@
+"""Linear, Identity and Flatten."""
+
+from __future__ import annotations
+
+from .. import backend as B
+from ..autograd.functions import flatten
+from . import init
+from .functional import linear
+from .module import Module, Parameter
+
+__all__ = ["Linear", "Identity", "Flatten", "new_parameter"]
+
+
+def new_parameter(shape, dtype=None, backend=None) -> Parameter:
+    """An uninitialized (zero) parameter of ``shape`` on ``backend`` (default: current), float32 by default."""
+    b = B.current_backend() if backend is None else (backend if isinstance(backend, B.Backend) else B.get_backend(backend))
+    dt = B.resolve_dtype(b.xp, dtype or "float32")
+    return Parameter(b.xp.zeros(tuple(shape), dtype=dt, device=b.device))
+
+
+class Linear(Module):
+    """y = x W^T + b; ``weight`` (out_features, in_features), PyTorch's initialization."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, dtype=None, backend=None):
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = new_parameter((out_features, in_features), dtype, backend)
+        self.bias = new_parameter((out_features,), dtype, backend) if bias else None
+        if not bias:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        init.kaiming_uniform_(self.weight, a=5 ** 0.5)
+        if self.bias is not None:
+            init.fan_in_uniform_(self.bias, self.in_features)
+
+    def forward(self, x):
+        if x.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {x.shape[-1]} "
+                             f"features in its last axis (shape {tuple(x.shape)}), expected {self.in_features}")
+        return linear(x, self.weight, self.bias)
+
+    def extra_repr(self):
+        return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Identity(Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, x):
+        return x
+
+
+class Flatten(Module):
+    """Merge axes ``start_dim..end_dim`` (default: all but the batch axis)."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1):
+        super().__init__()
+        self.start_dim, self.end_dim = start_dim, end_dim
+
+    def forward(self, x):
+        return flatten(x, self.start_dim, self.end_dim)
+
+    def extra_repr(self):
+        return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

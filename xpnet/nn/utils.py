@@ -1,0 +1,1 @@
+"""Gradient clipping and other helpers (``xpnet.nn.utils``)."""

@@ -1,0 +1,1 @@
+"""``xpnet.optim``: optimizers and learning-rate schedules (PyTorch semantics)."""
