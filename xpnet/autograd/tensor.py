@@ -37,7 +37,7 @@ class set_grad_enabled:
 
     def __call__(self, fn):
         def wrapper(*args, **kwargs):
-            with self.__class__(self.mode):
+            with set_grad_enabled(self.mode):
                 return fn(*args, **kwargs)
         wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
         return wrapper

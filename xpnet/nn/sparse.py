@@ -1,1 +1,60 @@
-__all__ = []
+"""The Embedding module."""
+
+from __future__ import annotations
+
+from .. import backend as B
+from ..autograd import Tensor
+from . import init
+from .functional.embedding import embedding
+from .linear import new_parameter
+from .module import Module, Parameter
+
+__all__ = ["Embedding"]
+
+
+class Embedding(Module):
+    """A lookup table: ``weight`` (num_embeddings, embedding_dim), initialized N(0, 1) as PyTorch.
+
+    The row ``padding_idx`` (when given) starts at zero and receives no gradient.
+    """
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, _weight=None,
+                 dtype=None, backend=None):
+        super().__init__()
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"Embedding({num_embeddings}, {embedding_dim}): padding_idx {padding_idx} is "
+                                 f"out of range: expected {-num_embeddings} <= padding_idx < {num_embeddings}")
+            padding_idx %= num_embeddings
+        self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        if _weight is None:
+            self.weight = new_parameter((num_embeddings, embedding_dim), dtype, backend)
+            self.reset_parameters()
+        else:
+            if tuple(_weight.shape) != (num_embeddings, embedding_dim):
+                raise ValueError(f"Embedding({num_embeddings}, {embedding_dim}): _weight has shape "
+                                 f"{tuple(_weight.shape)}, expected {(num_embeddings, embedding_dim)}")
+            self.weight = _weight if isinstance(_weight, Parameter) else Parameter(_weight)
+
+    def reset_parameters(self):
+        init.normal_(self.weight)
+        if self.padding_idx is not None:
+            xp, w = self.weight.xp, self.weight.data
+            rows = xp.arange(self.num_embeddings, device=self.weight.device)
+            self.weight.data = w * xp.astype(rows != self.padding_idx, w.dtype)[:, None]
+
+    def forward(self, input):
+        return embedding(input, self.weight, self.padding_idx)
+
+    @classmethod
+    def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None):
+        """An Embedding holding ``embeddings`` (a 2-D tensor or array of any library),
+        frozen (no gradient) unless ``freeze=False``."""
+        data = embeddings.data if isinstance(embeddings, Tensor) else B.as_array(embeddings)
+        if len(data.shape) != 2:
+            raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D, got shape {tuple(data.shape)}")
+        return cls(data.shape[0], data.shape[1], padding_idx, _weight=Parameter(data, requires_grad=not freeze))
+
+    def extra_repr(self):
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}{pad}"

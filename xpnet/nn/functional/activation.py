@@ -1,1 +1,264 @@
-__all__ = []
+"""Activation functions (``torch.nn.functional`` names and arguments).
+
+``relu``, ``leaky_relu``, ``sigmoid`` and ``tanh`` are the core operations of
+:mod:`xpnet.autograd.functions`; the rest are fused Functions below, each with
+a backward rule that reuses the forward output or recomputes cheaply.
+The Array API has no ``erf``: :func:`erf` is computed portably here (relative
+error below 1e-15 in float64).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+from ...autograd.functions import _norm_axes, _shape, exp, leaky_relu, relu, sigmoid, sum, tanh
+from ...autograd.tensor import Function, _raw
+
+__all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "gelu", "silu",
+           "softplus", "hardtanh"]
+
+# ------------------------------------------------------------------ erf
+
+# erfc(z) = t * exp(-z^2 + f(u)) for z >= 0, t = 2 / (2 + z), u = 2t - 1 in (-1, 1]:
+# the Chebyshev coefficients of f, computed with mpmath (40 digits) at 60 Chebyshev
+# nodes; the terms left out are below 1e-19.  (The same expansion as Numerical
+# Recipes' erfccheb, coefficient 0 halved here.)
+_ERFC_CHEB = (
+    -0.6513268598908547, 0.6419697923564903, 0.019476473204185836, -0.009561514786808632,
+    -0.0009465953444820369, 0.00036683949785276145, 4.252332480690777e-05, -2.0278578112534243e-05,
+    -1.6242900046470255e-06, 1.3036558355805232e-06, 1.5626441722066143e-08, -8.523809591492654e-08,
+    6.529054439098851e-09, 5.059343495551469e-09, -9.91364156493033e-10, -2.273651222931836e-10,
+    9.646791102015527e-11, 2.3940380830391147e-12, -6.886027526497553e-12, 8.944879273090726e-13,
+    3.130921399342958e-13, -1.1270822361367252e-13, 3.810905255189232e-16, 7.106097613609237e-15,
+    -1.5230282014571043e-15, -9.457494571291234e-17, 1.210237189224279e-16, -2.816663087747177e-17,
+)
+# erf(z) = z * sum_n T_n z^(2n) for |z| < 0.5 (Maclaurin series, 13 terms: error < 1e-17),
+# used there because 1 - erfc(z) loses relative accuracy near 0.
+_ERF_TAYLOR = tuple(2 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(13))
+
+
+def _erfc_nonneg(xp, z):
+    """erfc(z) for z >= 0 (Clenshaw sum of the Chebyshev series)."""
+    t = 2.0 / (2.0 + z)
+    u2 = 4.0 * t - 2.0
+    d = dd = xp.zeros_like(z)
+    for c in _ERFC_CHEB[:0:-1]:
+        d, dd = u2 * d - dd + c, d
+    return t * xp.exp(-z * z + _ERFC_CHEB[0] + 0.5 * u2 * d - dd)
+
+
+def _erf_raw(xp, x):
+    """erf of a raw floating-point array, with standard functions only."""
+    a = xp.clip(xp.abs(x), 0.0, 10.0)  # erf(10) is 1 to double precision
+    s = a * a
+    p = xp.full_like(a, _ERF_TAYLOR[-1])
+    for c in _ERF_TAYLOR[-2::-1]:
+        p = p * s + c
+    return xp.sign(x) * xp.where(a < 0.5, a * p, 1.0 - _erfc_nonneg(xp, a))
+
+
+class Erf(Function):
+    def forward(self, xp, x):
+        return _erf_raw(xp, x)
+
+    def backward(self, g, y, x):
+        return g * exp(x * x * -1.0) * (2.0 / math.sqrt(math.pi)),
+
+
+def erf(x):
+    """The error function, differentiable (``torch.erf``)."""
+    return Erf()(x)
+
+
+# ------------------------------------------------------------------ softmax
+
+
+def _softmax_dim(name: str, ndim: int) -> int:
+    """PyTorch's legacy choice when ``dim=None``: 0 for 0-, 1- and 3-D inputs, else 1 (with its warning)."""
+    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
+                  "Change the call to include dim=X as an argument.", UserWarning, stacklevel=3)
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+class Softmax(Function):
+    """exp(x - max) / sum(exp(x - max)) along ``dim``; backward y * (g - sum(g * y))."""
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, xp, x):
+        e = xp.exp(x - xp.max(x, axis=self.dim, keepdims=True))
+        return e / xp.sum(e, axis=self.dim, keepdims=True)
+
+    def backward(self, g, y, x):
+        return y * (g - sum(g * y, self.dim, keepdims=True)),
+
+
+class LogSoftmax(Function):
+    """x - max - log(sum(exp(x - max))) along ``dim``; backward g - exp(y) * sum(g)."""
+
+    def __init__(self, dim):
+        self.dim = dim
+
+    def forward(self, xp, x):
+        s = x - xp.max(x, axis=self.dim, keepdims=True)
+        return s - xp.log(xp.sum(xp.exp(s), axis=self.dim, keepdims=True))
+
+    def backward(self, g, y, x):
+        return g - exp(y) * sum(g, self.dim, keepdims=True),
+
+
+def _prepare_softmax(name, x, dim, dtype):
+    if dtype is not None:
+        from ...autograd.functions import astype
+        x = astype(x, dtype)
+    ndim = len(_shape(_raw(x)))
+    if dim is None:
+        dim = _softmax_dim(name, ndim)
+    if ndim == 0:
+        raise ValueError(f"{name}: the input is 0-dimensional: expected at least 1 dimension")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"{name}: dim {dim} is out of range for an input with {ndim} dimensions "
+                         f"(shape {_shape(_raw(x))}): expected {-ndim} <= dim < {ndim}")
+    return x, _norm_axes(dim, ndim)[0]
+
+
+def softmax(input, dim=-1, dtype=None):
+    """exp(x) / sum(exp(x)) along ``dim``, computed without overflow.
+
+    ``dim`` defaults to the last axis (PyTorch warns and guesses when it is
+    left out; ``dim=None`` here makes the same guess with the same warning).
+    ``dtype`` converts the input first.
+    """
+    x, dim = _prepare_softmax("softmax", input, dim, dtype)
+    return Softmax(dim)(x)
+
+
+def log_softmax(input, dim=-1, dtype=None):
+    """log(softmax(x)) along ``dim``, as x - logsumexp(x) (stable for any |x|)."""
+    x, dim = _prepare_softmax("log_softmax", input, dim, dtype)
+    return LogSoftmax(dim)(x)
+
+
+# ------------------------------------------------------------------ elementwise
+
+
+def _mask(xp, cond, like):
+    return xp.astype(cond, _raw(like).dtype)
+
+
+class ELU(Function):
+    def __init__(self, alpha):
+        self.alpha = alpha
+
+    def forward(self, xp, x):
+        neg = xp.expm1(xp.clip(x, None, 0.0)) * self.alpha  # clipped: no overflow where x > 0
+        return xp.where(x > 0, x, neg)
+
+    def backward(self, g, y, x):
+        m = _mask(self.xp, _raw(x) > 0, g)
+        return g * ((y + self.alpha) * (1.0 - m) + m),  # tensor operand first (strict arrays refuse tensors)
+
+
+class GELU(Function):
+    """x * Phi(x) with Phi the standard normal CDF (exact, via erf)."""
+
+    def forward(self, xp, x):
+        return x * (1.0 + _erf_raw(xp, x * _SQRT1_2)) * 0.5
+
+    def backward(self, g, y, x):
+        cdf = (erf(x * _SQRT1_2) + 1.0) * 0.5
+        pdf = exp(x * x * -0.5) * _INV_SQRT_2PI
+        return g * (cdf + x * pdf),
+
+
+class GELUTanh(Function):
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), PyTorch's ``approximate='tanh'``."""
+
+    def forward(self, xp, x):
+        return x * (1.0 + xp.tanh((x + x * x * x * _GELU_C) * _SQRT_2_PI)) * 0.5
+
+    def backward(self, g, y, x):
+        x2 = x * x
+        t = tanh((x + x2 * x * _GELU_C) * _SQRT_2_PI)
+        dt = (1.0 - t * t) * ((x2 * (3.0 * _GELU_C) + 1.0) * _SQRT_2_PI)
+        return g * ((t + 1.0) * 0.5 + x * dt * 0.5),
+
+
+_SQRT1_2 = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+_SQRT_2_PI = math.sqrt(2.0 / math.pi)
+_GELU_C = 0.044715
+
+
+class SiLU(Function):
+    def forward(self, xp, x):
+        return x * sigmoid(x)
+
+    def backward(self, g, y, x):
+        s = sigmoid(x)
+        return g * (s * (1.0 + x * (1.0 - s))),
+
+
+class Softplus(Function):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (as PyTorch)."""
+
+    def __init__(self, beta, threshold):
+        self.beta, self.threshold = beta, threshold
+
+    def forward(self, xp, x):
+        bx = x * self.beta
+        soft = xp.log1p(xp.exp(xp.clip(bx, None, self.threshold))) / self.beta
+        return xp.where(bx > self.threshold, x, soft)
+
+    def backward(self, g, y, x):
+        m = _mask(self.xp, _raw(x) * self.beta > self.threshold, g)
+        return g * (sigmoid(x * self.beta) * (1.0 - m) + m),
+
+
+class Hardtanh(Function):
+    """x clipped to [min_val, max_val]; the gradient passes strictly inside (as PyTorch)."""
+
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def forward(self, xp, x):
+        return xp.clip(x, self.lo, self.hi)
+
+    def backward(self, g, y, x):
+        x = _raw(x)
+        return g * _mask(self.xp, (x > self.lo) & (x < self.hi), g),
+
+
+def elu(input, alpha: float = 1.0, inplace: bool = False):
+    """x where x > 0, else alpha * (exp(x) - 1). ``inplace`` is accepted for PyTorch
+    compatibility; xpnet never overwrites its inputs."""
+    return ELU(float(alpha))(input)
+
+
+def gelu(input, approximate: str = "none"):
+    """x * Phi(x) (``approximate='none'``, via erf) or its tanh approximation (``'tanh'``)."""
+    if approximate == "none":
+        return GELU()(input)
+    if approximate == "tanh":
+        return GELUTanh()(input)
+    raise ValueError(f"gelu: approximate={approximate!r} is not supported: expected 'none' or 'tanh'")
+
+
+def silu(input, inplace: bool = False):
+    """x * sigmoid(x) (also called swish)."""
+    return SiLU()(input)
+
+
+def softplus(input, beta: float = 1.0, threshold: float = 20.0):
+    """log(1 + exp(beta x)) / beta, switching to x where beta x > threshold."""
+    return Softplus(float(beta), float(threshold))(input)
+
+
+def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
+    """x clipped to [min_val, max_val]."""
+    if not max_val > min_val:
+        raise ValueError(f"hardtanh: max_val ({max_val}) must be greater than min_val ({min_val})")
+    return Hardtanh(float(min_val), float(max_val))(input)
+

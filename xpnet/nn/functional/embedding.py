@@ -1,1 +1,67 @@
-__all__ = []
+"""``embedding``: rows of a weight matrix picked by integer indices."""
+
+from __future__ import annotations
+
+import math
+
+from ... import backend as B
+from ...autograd.functions import IndexAdd, reshape
+from ...autograd.tensor import Function, _raw
+
+__all__ = ["embedding"]
+
+
+class Embedding(Function):
+    """``weight[idx]`` for an index array of any shape; the backward scatter-adds the
+    gradient rows (repeated indices add up), skipping ``padding_idx``."""
+
+    def __init__(self, idx, num_embeddings, padding_idx):
+        self.idx, self.n, self.padding_idx = idx, num_embeddings, padding_idx
+
+    def forward(self, xp, w):
+        flat = xp.reshape(self.idx, (-1,))
+        return xp.reshape(xp.take(w, flat, axis=0), (*self.idx.shape, w.shape[1]))
+
+    def backward(self, g, y, w):
+        xp = self.xp
+        flat = xp.reshape(self.idx, (-1,))
+        g2 = reshape(g, (flat.shape[0], _raw(w).shape[1]))
+        if self.padding_idx is not None:
+            g2 = g2 * xp.astype(flat != self.padding_idx, _raw(g).dtype)[:, None]
+        return IndexAdd(flat, 0, self.n)(g2),
+
+
+def _indices(input, weight_array, who):
+    """``input`` (tensor, array or list of ints) as an integer array on the weight's backend."""
+    idx = _raw(input)
+    b = B.backend_of(weight_array)
+    if not hasattr(idx, "shape"):
+        idx = B.as_array(idx, "int64", b)
+    elif B.namespace_of(idx) is not b.xp:
+        raise TypeError(f"{who}: the indices live on backend {B.backend_of(idx).name} but the weight on "
+                        f"{b.name}: move them to one with tensor.to(...) first")
+    if not b.xp.isdtype(idx.dtype, "integral"):
+        raise TypeError(f"{who}: indices must be integers (int32 or int64), got {B.dtype_name(idx.dtype)}")
+    return idx
+
+
+def embedding(input, weight, padding_idx=None):
+    """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer indices ``input``
+    (any shape): the result has shape ``(*input.shape, embedding_dim)``.
+
+    The row ``padding_idx`` (when given) receives no gradient.  An index outside
+    ``[0, num_embeddings)`` raises IndexError (one device read of its min and max).
+    """
+    w = _raw(weight)
+    if len(w.shape) != 2:
+        raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {tuple(w.shape)}")
+    n = w.shape[0]
+    idx = _indices(input, w, "embedding")
+    if padding_idx is not None:
+        if not -n <= padding_idx < n:
+            raise ValueError(f"embedding: padding_idx {padding_idx} is out of range: expected {-n} <= padding_idx < {n}")
+        padding_idx %= n
+    if math.prod(idx.shape) > 0:
+        B.check_indices(idx, n, f"embedding (num_embeddings={n})")
+    return Embedding(idx, n, padding_idx)(weight)
+

@@ -1,1 +1,594 @@
-__all__ = []
+"""Loss functions (PyTorch's names and semantics) and the zero-one metric.
+
+Every loss takes ``reduction`` = ``"mean"`` | ``"sum"`` | ``"none"`` (and
+``kl_div`` also ``"batchmean"``).  Prediction and target must have the same
+shape (except class indices, which drop the class axis): broadcasting a loss
+is almost always a bug, so it is an error here.
+
+Checks that need the data read it once per call, in one small device-to-host
+transfer (the documented exception to "no host syncs in a training step"):
+
+* ``cross_entropy``/``nll_loss``/``zero_one_loss`` with class indices:
+  min/max of the indices (CuPy would wrap and JAX clip out-of-range ones);
+* ``binary_cross_entropy``: min/max of input and target, which must lie in [0, 1];
+* ``msle_loss``: min of input and target, which must be > -1;
+* ``hinge_loss``, ``squared_hinge_loss``, ``exponential_loss`` and
+  ``zero_one_loss`` on scores: whether every label is -1 or +1.
+
+The other losses read nothing.  Softmax cross-entropy on class indices is
+one fused operation (see :class:`_SoftmaxCrossEntropy`).
+"""
+
+from __future__ import annotations
+
+import math
+
+from ... import backend as B
+from ...autograd import functions as F
+from ...autograd.tensor import Function, Tensor, _raw
+
+__all__ = [
+    "mse_loss", "l1_loss", "msle_loss", "mape_loss", "huber_loss", "smooth_l1_loss",
+    "log_cosh_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+    "cross_entropy", "nll_loss", "kl_div", "hinge_loss", "squared_hinge_loss",
+    "exponential_loss", "zero_one_loss",
+]
+
+REDUCTIONS = ("mean", "sum", "none")
+
+# ------------------------------------------------------------------ helpers
+
+
+def _check_reduction(name, reduction, allowed=REDUCTIONS):
+    if reduction not in allowed:
+        raise ValueError(f"{name}: unknown reduction {reduction!r}: expected one of "
+                         f"{', '.join(repr(r) for r in allowed)}")
+
+
+def _input(name, x, floating=True):
+    """The raw array of the prediction ``x`` (a tensor or an array)."""
+    d = _raw(x)
+    if not hasattr(d, "shape"):
+        raise TypeError(f"{name}: input must be a tensor or an array, got {type(x).__name__}")
+    if floating and not B.namespace_of(d).isdtype(d.dtype, "real floating"):
+        raise TypeError(f"{name}: input must be floating point, got {B.dtype_name(d.dtype)}")
+    return d
+
+
+def _on(v, xr):
+    """``v`` (tensor, array of any library, list or number) as a tensor or array on ``xr``'s backend."""
+    if isinstance(v, Tensor):
+        return v
+    if hasattr(v, "shape") and B.array_api_compat.is_array_api_obj(v) and B.namespace_of(v) is B.namespace_of(xr):
+        return v
+    return B.as_array(v, None, B.backend_of(xr))
+
+
+def _like(v, xr):
+    """``v`` converted to ``xr``'s dtype (differentiably when it is a tensor)."""
+    d = _raw(v)
+    if d.dtype == xr.dtype:
+        return v
+    return F.astype(v, xr.dtype) if isinstance(v, Tensor) else B.namespace_of(xr).astype(d, xr.dtype)
+
+
+def _const(name, what, v, xr, shape=None):
+    """A weight-like constant (no gradient) as a raw array on ``xr``'s backend and dtype.
+
+    ``shape`` is the exact shape required; without it ``v`` must broadcast to ``xr``'s shape.
+    """
+    if v is None:
+        return None
+    v = _like(_raw(_on(v, xr)), xr)
+    vs, xs = tuple(v.shape), tuple(xr.shape)
+    if shape is not None:
+        if vs != tuple(shape):
+            raise ValueError(f"{name}: {what} has shape {vs}, expected {tuple(shape)}")
+    elif len(vs) > len(xs) or any(a not in (1, b) for a, b in zip(vs[::-1], xs[::-1])):
+        raise ValueError(f"{name}: {what} of shape {vs} does not broadcast to the input's shape {xs}")
+    return v
+
+
+def _values(name, target, xr):
+    """A regression target: same shape as the input, cast to its dtype."""
+    t = _on(target, xr)
+    ts, xs = tuple(_raw(t).shape), tuple(xr.shape)
+    if ts != xs:
+        raise ValueError(f"{name}: input shape {xs} and target shape {ts} differ: expected the same "
+                         "shape (a loss that broadcasts, e.g. (N, 1) against (N,), is usually a bug)")
+    return _like(t, xr)
+
+
+def _probabilities(name, target, xr):
+    """A target of probabilities: floating point, same shape as the input."""
+    t = _on(target, xr)
+    d = _raw(t)
+    if not B.namespace_of(d).isdtype(d.dtype, "real floating"):
+        raise TypeError(f"{name}: target must hold floating-point probabilities, got "
+                        f"{B.dtype_name(d.dtype)}: convert it with .astype('float32')")
+    return _values(name, t, xr)
+
+
+def _pm1_labels(name, target, xr):
+    """Labels in {-1, +1} with the input's shape, as a raw array of its dtype (one host read)."""
+    t = _raw(_on(target, xr))
+    xp = B.namespace_of(t)
+    if not (xp.isdtype(t.dtype, "integral") or xp.isdtype(t.dtype, "real floating")):
+        raise TypeError(f"{name}: labels must be -1 or +1 as integers or floats, got {B.dtype_name(t.dtype)}")
+    t = _values(name, t, xr)
+    if t.size and not bool(B.to_numpy(xp.all((t == 1) | (t == -1)))):
+        raise ValueError(f"{name}: labels must be -1 or +1, found other values "
+                         "(for 0/1 labels pass 2 * y - 1)")
+    return t
+
+
+def _read(xp, *scalars):
+    """0-d arrays read to the host in one transfer, as Python floats."""
+    return [float(v) for v in B.to_numpy(xp.stack([xp.astype(s, xp.float64) if s.dtype != xp.float64 else s
+                                                   for s in scalars]))]
+
+
+def _reduce(loss, reduction):
+    if reduction == "none":
+        return loss
+    if reduction == "sum" or math.prod(_raw(loss).shape) > 0:
+        return F.sum(loss) if reduction == "sum" else F.mean(loss)
+    return F.sum(loss) * math.nan  # the mean of nothing, as PyTorch
+
+
+# --------------------------------------------------------------- regression
+
+
+def mse_loss(input, target, reduction: str = "mean"):
+    """Mean squared error ``(input - target)^2``."""
+    _check_reduction("mse_loss", reduction)
+    d = input - _values("mse_loss", target, _input("mse_loss", input))
+    return _reduce(d * d, reduction)
+
+
+def l1_loss(input, target, reduction: str = "mean"):
+    """Mean absolute error ``|input - target|`` (gradient 0 where they are equal)."""
+    _check_reduction("l1_loss", reduction)
+    return _reduce(F.abs(input - _values("l1_loss", target, _input("l1_loss", input))), reduction)
+
+
+def msle_loss(input, target, reduction: str = "mean"):
+    """Mean squared logarithmic error ``(log1p(input) - log1p(target))^2``.
+
+    Input and target must be > -1: checked with one host read per call.
+    """
+    name = "msle_loss"
+    _check_reduction(name, reduction)
+    xr = _input(name, input)
+    t = _values(name, target, xr)
+    if xr.size:
+        xp = B.namespace_of(xr)
+        lo_x, lo_t = _read(xp, xp.min(xr), xp.min(_raw(t)))
+        if not (lo_x > -1 and lo_t > -1):
+            which = "input" if not lo_x > -1 else "target"
+            raise ValueError(f"{name}: {which} has a value {min(lo_x, lo_t) if which == 'input' and lo_t <= -1 else (lo_x if which == 'input' else lo_t)} "
+                             "<= -1: expected values > -1 (log1p is undefined there)")
+    d = F.log1p(input) - F.log1p(t)
+    return _reduce(d * d, reduction)
+
+
+def mape_loss(input, target, reduction: str = "mean", eps: float = 1e-8):
+    """Mean absolute percentage error ``100 * |target - input| / max(|target|, eps)``.
+
+    ``eps`` (default 1e-8) keeps zero targets from dividing by zero: there
+    the loss is ``100 * |input| / eps``, large but finite.
+    """
+    name = "mape_loss"
+    _check_reduction(name, reduction)
+    if not eps > 0:
+        raise ValueError(f"{name}: eps must be > 0, got {eps}")
+    t = _values(name, target, _input(name, input))
+    return _reduce(F.abs(t - input) / F.maximum(F.abs(t), eps) * 100.0, reduction)
+
+
+def _huber(name, input, target, reduction, delta, scale):
+    _check_reduction(name, reduction)
+    d = input - _values(name, target, _input(name, input))
+    ad = F.abs(d)
+    small = _raw(ad) < delta
+    return _reduce(F.where(small, d * d * (0.5 * scale), (ad - 0.5 * delta) * (delta * scale)), reduction)
+
+
+def huber_loss(input, target, reduction: str = "mean", delta: float = 1.0):
+    """``0.5 d^2`` where ``|d| < delta``, else ``delta (|d| - delta / 2)``, with ``d = input - target``."""
+    if not delta > 0:
+        raise ValueError(f"huber_loss: delta must be > 0, got {delta}")
+    return _huber("huber_loss", input, target, reduction, delta, 1.0)
+
+
+def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0):
+    """``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - beta / 2`` (``beta=0``: L1)."""
+    if beta < 0:
+        raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
+    if beta == 0:
+        _check_reduction("smooth_l1_loss", reduction)
+        return _reduce(F.abs(input - _values("smooth_l1_loss", target, _input("smooth_l1_loss", input))), reduction)
+    return _huber("smooth_l1_loss", input, target, reduction, beta, 1.0 / beta)
+
+
+class _LogCosh(Function):
+    """log(cosh(d)) = |d| + log1p(exp(-2|d|)) - log 2, without overflow; derivative tanh(d)."""
+
+    def forward(self, xp, d):
+        a = xp.abs(d)
+        return a + xp.log1p(xp.exp(-2.0 * a)) - math.log(2.0)
+
+    def backward(self, g, y, d):
+        return g * F.tanh(d),
+
+
+def log_cosh_loss(input, target, reduction: str = "mean"):
+    """``log(cosh(input - target))``: quadratic near 0, linear (slope 1) far away."""
+    _check_reduction("log_cosh_loss", reduction)
+    return _reduce(_LogCosh()(input - _values("log_cosh_loss", target, _input("log_cosh_loss", input))), reduction)
+
+
+# ------------------------------------------------------ binary classification
+
+
+def _clamped_log(p):
+    """log(p) clamped below at -100 as PyTorch's BCE does; log never sees 0 (differentiable)."""
+    pos = _raw(p) > 0
+    return F.where(pos, F.clip(F.log(F.where(pos, p, 1.0)), -100.0, None), -100.0)
+
+
+def _clamped_log1m(p):
+    """log1p(-p) clamped below at -100; log1p never sees -1 (differentiable)."""
+    below = _raw(p) < 1
+    return F.where(below, F.clip(F.log1p(-F.where(below, p, 0.0)), -100.0, None), -100.0)
+
+
+class _BinaryCrossEntropy(Function):
+    """-w (t log p + (1 - t) log(1 - p)) with both logs clamped at -100; PyTorch's gradient
+    ``w (p - t) / max(p (1 - p), 1e-12)``."""
+
+    def __init__(self, weight):
+        self.w = weight
+
+    def forward(self, xp, p, t):
+        loss = (t - 1.0) * _clamped_log1m(p) - t * _clamped_log(p)
+        return loss if self.w is None else loss * self.w
+
+    def backward(self, g, y, p, t):
+        gw = g if self.w is None else g * self.w
+        gp = gw * (p - t) / F.maximum(p * (1.0 - p), 1e-12) if self.needs[0] else None
+        gt = gw * (_clamped_log1m(p) - _clamped_log(p)) if self.needs[1] else None
+        return gp, gt
+
+
+def binary_cross_entropy(input, target, weight=None, reduction: str = "mean"):
+    """Binary cross-entropy on probabilities ``input`` in [0, 1] (logs clamped at -100).
+
+    Input and target must lie in [0, 1]: checked with one host read per call.
+    ``weight`` rescales each element (it broadcasts to the input's shape).
+    """
+    name = "binary_cross_entropy"
+    _check_reduction(name, reduction)
+    xr = _input(name, input)
+    t = _probabilities(name, target, xr)
+    w = _const(name, "weight", weight, xr)
+    if xr.size:
+        xp = B.namespace_of(xr)
+        tr = _raw(t)
+        lo, hi, tlo, thi = _read(xp, xp.min(xr), xp.max(xr), xp.min(tr), xp.max(tr))
+        for what, a, b in (("input", lo, hi), ("target", tlo, thi)):
+            if not (a >= 0 and b <= 1):
+                raise ValueError(f"{name}: {what} must hold probabilities in [0, 1], found values in "
+                                 f"[{a:g}, {b:g}]" + (": for logits use binary_cross_entropy_with_logits"
+                                                        if what == "input" else ""))
+    return _reduce(_BinaryCrossEntropy(w)(input, t), reduction)
+
+
+def _softplus(x):
+    """log(1 + exp(x)) without overflow (differentiable)."""
+    return F.log1p(F.exp(-F.abs(x))) + F.relu(x)
+
+
+class _BCEWithLogits(Function):
+    """(1 - t) x + (1 + (pw - 1) t) softplus(-x), times w: sigmoid and BCE in one stable step."""
+
+    def __init__(self, weight, pos_weight):
+        self.w, self.pw = weight, pos_weight
+
+    def forward(self, xp, x, t):
+        sp = xp.log1p(xp.exp(-xp.abs(x))) + xp.clip(-x, 0.0, None)  # softplus(-x)
+        lw = 1.0 if self.pw is None else 1.0 + (self.pw - 1.0) * t
+        loss = (1.0 - t) * x + lw * sp
+        return loss if self.w is None else loss * self.w
+
+    def backward(self, g, y, x, t):
+        gw = g if self.w is None else g * self.w
+        gx = gt = None
+        if self.needs[0]:
+            if self.pw is None:
+                gx = gw * (F.sigmoid(x) - t)
+            else:
+                gx = gw * ((t * (self.pw - 1.0) + 1.0) * F.sigmoid(x) - t * self.pw)
+        if self.needs[1]:
+            gt = -(gw * x) if self.pw is None else gw * (_softplus(-x) * (self.pw - 1.0) - x)
+        return gx, gt
+
+
+def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str = "mean", pos_weight=None):
+    """Sigmoid + binary cross-entropy on logits, computed stably.
+
+    ``weight`` rescales each element; ``pos_weight`` (e.g. shape (C,) for
+    input (N, C)) weighs the positive term of each class.  Both broadcast to
+    the input's shape.
+    """
+    name = "binary_cross_entropy_with_logits"
+    _check_reduction(name, reduction)
+    xr = _input(name, input)
+    t = _probabilities(name, target, xr)
+    w = _const(name, "weight", weight, xr)
+    pw = _const(name, "pos_weight", pos_weight, xr)
+    return _reduce(_BCEWithLogits(w, pw)(input, t), reduction)
+
+
+# ---------------------------------------------------- multi-class (softmax)
+
+
+def _class_axis(name, xr):
+    """The class axis (1, or 0 for an unbatched input (C,)) and the number of classes."""
+    if xr.ndim == 0:
+        raise ValueError(f"{name}: input must have a class axis: shape (C,), (N, C) or (N, C, d1, ...), got shape ()")
+    axis = 1 if xr.ndim >= 2 else 0
+    return axis, xr.shape[axis]
+
+
+def _class_indices(name, t, xr, axis, C, ignore_index=None):
+    """Integer class indices as int64, range-checked on every backend (one host read)."""
+    xp = B.namespace_of(xr)
+    y = _raw(t)
+    want = tuple(xr.shape[:axis] + xr.shape[axis + 1:])
+    if not xp.isdtype(y.dtype, "integral"):
+        raise TypeError(f"{name}: target of shape {tuple(y.shape)} is read as class indices, which must be "
+                        f"integers, got {B.dtype_name(y.dtype)}: convert with .astype('int64') (or pass "
+                        f"class probabilities of the input's shape {tuple(xr.shape)})")
+    if tuple(y.shape) != want:
+        raise ValueError(f"{name}: input shape {tuple(xr.shape)} and target shape {tuple(y.shape)} do not match: "
+                         f"expected class indices of shape {want}")
+    if y.dtype != xp.int64:
+        y = xp.astype(y, xp.int64)
+    checked = y if ignore_index is None else xp.where(y == ignore_index, xp.zeros_like(y), y)
+    what = f"{name}: target class" + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
+    B.check_indices(checked, C, what)
+    return y
+
+
+def _index_weights(xp, y, C, axis, w, ignore_index, eps, dtype):
+    """Per-class target weights from class indices.
+
+    Returns ``q`` (the input's shape): ``w_c ((1 - eps) [c == y] + eps / C)``
+    at kept positions, 0 at ignored ones; ``s = sum_c q`` with the class axis
+    kept; ``wy`` = the weight of each kept target (0 where ignored), whose sum
+    divides a mean.
+    """
+    dev = B.array_api_compat.device(y)
+    shape = [1] * (y.ndim + 1)
+    shape[axis] = C
+    shape = tuple(shape)
+    valid = y != ignore_index
+    hit = xp.expand_dims(y, axis=axis) == xp.reshape(xp.arange(C, dtype=y.dtype, device=dev), shape)
+    if 0 <= ignore_index < C:
+        hit = hit & xp.expand_dims(valid, axis=axis)
+    q = xp.astype(hit, dtype)
+    vf = xp.astype(valid, dtype)
+    if w is None:
+        wy = vf
+    else:
+        wb = xp.reshape(w, shape)
+        q = q * wb
+        safe = xp.where(valid, y, xp.zeros_like(y))
+        wy = xp.reshape(xp.take(w, xp.reshape(safe, (-1,))), tuple(y.shape)) * vf
+    s = wy
+    if eps:
+        spread = xp.expand_dims(vf, axis=axis) * (eps / C)
+        q = q * (1.0 - eps) + (spread if w is None else spread * wb)
+        s = wy * (1.0 - eps) + vf * (eps if w is None else xp.sum(w) * (eps / C))
+    return q, xp.expand_dims(s, axis=axis), wy
+
+
+class _Softmax(Function):
+    """Stable softmax along ``axis``; ``cached`` (the known output for this input) skips the work."""
+
+    def __init__(self, axis, cached=None):
+        self.axis, self.cached = axis, cached
+
+    def forward(self, xp, x):
+        if self.cached is not None:
+            return self.cached
+        e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
+        return e / xp.sum(e, axis=self.axis, keepdims=True)
+
+    def backward(self, g, y, x):
+        return y * (g - F.sum(g * y, self.axis, keepdims=True)),
+
+
+class _SoftmaxCrossEntropy(Function):
+    """Log-softmax and cross-entropy along ``axis`` in one step, reduced.
+
+    With target weights ``q`` (from class indices, or from class
+    probabilities ``t``, the optional second input) and ``s = sum_c q``:
+    ``loss = s * logsumexp(x) - sum_c q x`` and ``d loss / dx = s softmax(x) - q``.
+    The backward rule uses the differentiable softmax, so it can be
+    differentiated again.
+    """
+
+    def __init__(self, axis, reduction, weight, eps, q=None, s=None, denom=None):
+        self.axis, self.reduction, self.eps = axis, reduction, eps
+        self.wb, self.q, self.s, self.denom = weight, q, s, denom
+
+    def _soft_weights(self, t):
+        """``q`` and ``s`` (class axis kept) for class probabilities ``t`` (raw or tensor)."""
+        C = _raw(t).shape[self.axis]
+        q = t * (1.0 - self.eps) + self.eps / C if self.eps else t
+        if self.wb is not None:
+            q = q * self.wb
+        return q, F.sum(q, self.axis, keepdims=True)
+
+    def forward(self, xp, x, t=None):
+        a = self.axis
+        m = xp.max(x, axis=a, keepdims=True)
+        e = xp.exp(x - m)
+        se = xp.sum(e, axis=a, keepdims=True)
+        self.p = e / se
+        if t is not None:
+            self.q, self.s = self._soft_weights(t)
+            self.denom = math.prod(x.shape) / x.shape[a]
+        loss = xp.squeeze((xp.log(se) + m) * self.s, axis=a) - xp.sum(self.q * x, axis=a)
+        if self.reduction == "none":
+            return loss
+        total = xp.sum(loss)
+        return total if self.reduction == "sum" else total / self.denom
+
+    def backward(self, g, y, x, t=None):
+        a = self.axis
+        if self.reduction == "none":
+            g = F.unsqueeze(g, a)
+        elif self.reduction == "mean":
+            g = g / self.denom
+        q, s = self._soft_weights(t) if isinstance(t, Tensor) else (self.q, self.s)
+        gx = gt = None
+        if self.needs[0]:
+            gx = g * (_Softmax(a, self.p)(x) * s - q)
+        if t is not None and self.needs[1]:
+            gt = g * (x - F.logsumexp(x, a, keepdims=True)) * (self.eps - 1.0)
+            if self.wb is not None:
+                gt = gt * self.wb
+        return gx, gt
+
+
+def cross_entropy(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean",
+                  label_smoothing: float = 0.0):
+    """Softmax cross-entropy of logits ``input`` (C,), (N, C) or (N, C, d1, ...), as PyTorch.
+
+    ``target`` holds class indices (integers, the input's shape without the
+    class axis; range-checked with one host read) or class probabilities
+    (floating, the input's shape).  ``weight`` (C,) weighs the classes;
+    targets equal to ``ignore_index`` add nothing (indices only);
+    ``label_smoothing`` mixes the target with the uniform distribution.  With
+    indices, ``"mean"`` divides by the summed weight of the kept targets.
+    """
+    name = "cross_entropy"
+    _check_reduction(name, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing}")
+    xr = _input(name, input)
+    axis, C = _class_axis(name, xr)
+    t = _on(target, xr)
+    w = _const(name, "weight", weight, xr, shape=(C,))
+    wb = None if w is None else B.namespace_of(xr).reshape(w, tuple(C if i == axis else 1 for i in range(xr.ndim)))
+    if tuple(_raw(t).shape) == tuple(xr.shape):
+        return _SoftmaxCrossEntropy(axis, reduction, wb, label_smoothing)(input, _probabilities(name, t, xr))
+    y = _class_indices(name, t, xr, axis, C, ignore_index)
+    xp = B.namespace_of(xr)
+    q, s, wy = _index_weights(xp, y, C, axis, w, ignore_index, label_smoothing, xr.dtype)
+    denom = xp.sum(wy) if reduction == "mean" else None
+    return _SoftmaxCrossEntropy(axis, reduction, wb, label_smoothing, q, s, denom)(input)
+
+
+def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean"):
+    """Negative log-likelihood ``-w_y input[y]`` of log-probabilities ``input`` (C,), (N, C) or (N, C, d1, ...).
+
+    ``target`` holds class indices (range-checked with one host read);
+    ``weight`` (C,) weighs the classes; ``ignore_index`` targets add nothing;
+    ``"mean"`` divides by the summed weight of the kept targets.
+    """
+    name = "nll_loss"
+    _check_reduction(name, reduction)
+    xr = _input(name, input)
+    axis, C = _class_axis(name, xr)
+    w = _const(name, "weight", weight, xr, shape=(C,))
+    y = _class_indices(name, _on(target, xr), xr, axis, C, ignore_index)
+    xp = B.namespace_of(xr)
+    q, _, wy = _index_weights(xp, y, C, axis, w, ignore_index, 0.0, xr.dtype)
+    loss = -F.sum(input * q, axis)
+    if reduction == "mean":
+        return F.sum(loss) / xp.sum(wy)
+    return _reduce(loss, reduction)
+
+
+def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
+    """Kullback-Leibler divergence ``target (log target - input)`` with ``input`` log-probabilities.
+
+    ``log_target=True`` reads ``target`` as log-probabilities too.
+    ``"batchmean"`` divides the sum by the batch size (the mathematically
+    right KL); ``"mean"`` divides by the number of elements, as PyTorch.
+    """
+    name = "kl_div"
+    _check_reduction(name, reduction, REDUCTIONS + ("batchmean",))
+    xr = _input(name, input)
+    t = _probabilities(name, target, xr)
+    if log_target:
+        loss = F.exp(t) * (t - input)
+    else:
+        zero = _raw(t) == 0
+        loss = F.where(zero, 0.0, t * F.log(F.where(zero, 1.0, t))) - t * input  # 0 log 0 = 0
+    if reduction == "batchmean":
+        return F.sum(loss) / (xr.shape[0] if xr.ndim else 1)
+    return _reduce(loss, reduction)
+
+
+# ------------------------------------------------------ margin (labels ±1)
+
+
+def hinge_loss(input, target, reduction: str = "mean"):
+    """Hinge loss ``max(0, 1 - y f)`` of scores ``f`` and labels ``y`` in {-1, +1} (one host read checks them)."""
+    _check_reduction("hinge_loss", reduction)
+    y = _pm1_labels("hinge_loss", target, _input("hinge_loss", input))
+    return _reduce(F.relu(1.0 - input * y), reduction)
+
+
+def squared_hinge_loss(input, target, reduction: str = "mean"):
+    """``max(0, 1 - y f)^2`` with labels ``y`` in {-1, +1} (one host read checks them)."""
+    _check_reduction("squared_hinge_loss", reduction)
+    y = _pm1_labels("squared_hinge_loss", target, _input("squared_hinge_loss", input))
+    h = F.relu(1.0 - input * y)
+    return _reduce(h * h, reduction)
+
+
+def exponential_loss(input, target, reduction: str = "mean"):
+    """``exp(-y f)`` (AdaBoost's loss) with labels ``y`` in {-1, +1} (one host read checks them)."""
+    _check_reduction("exponential_loss", reduction)
+    y = _pm1_labels("exponential_loss", target, _input("exponential_loss", input))
+    return _reduce(F.exp(-(input * y)), reduction)
+
+
+# ------------------------------------------------------------------ metric
+
+
+def zero_one_loss(pred, target, reduction: str = "mean"):
+    """Fraction misclassified (not differentiable; no graph).
+
+    Either logits ``pred`` (C,), (N, C) or (N, C, d1, ...) with integer class
+    indices (the prediction is the argmax; indices range-checked), or scores
+    with labels in {-1, +1} of the same shape (the prediction is +1 where
+    ``pred >= 0``, else -1; labels checked).  One host read per call.
+    ``reduction="sum"`` counts the errors, ``"none"`` gives 1.0 per error.
+    """
+    name = "zero_one_loss"
+    _check_reduction(name, reduction)
+    xr = _input(name, pred, floating=False)
+    xp = B.namespace_of(xr)
+    if xp.isdtype(xr.dtype, "bool"):
+        raise TypeError(f"{name}: pred must be scores or logits, got bool")
+    t = _raw(_on(target, xr))
+    dtype = xr.dtype if xp.isdtype(xr.dtype, "real floating") else xp.float32
+    if tuple(t.shape) == tuple(xr.shape):
+        y = _pm1_labels(name, t, xr)
+        wrong = xp.where(xr >= 0, 1, -1) != xp.astype(y, xp.int64 if xp.isdtype(y.dtype, "integral") else y.dtype) \
+            if False else (xr >= 0) != (y > 0)
+    else:
+        axis, C = _class_axis(name, xr)
+        y = _class_indices(name, t, xr, axis, C)
+        wrong = xp.argmax(xr, axis=axis) != y
+    out = xp.astype(wrong, dtype)
+    if reduction != "none":
+        out = xp.sum(out) if reduction == "sum" or out.size == 0 else xp.mean(out)
+    return Tensor(out) if isinstance(pred, Tensor) else out

@@ -1,1 +1,186 @@
-__all__ = []
+"""Pooling: ``max_pool1d/2d``, ``avg_pool1d/2d``, ``adaptive_avg_pool1d/2d``, as PyTorch.
+
+Max and average pooling use the im2col patches of :mod:`.conv` (windows
+stacked on a new axis 2); the max-pooling gradient goes to the first maximum
+of each window, as in PyTorch.  Adaptive average pooling is a product with one
+small averaging matrix per spatial axis.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from ... import backend as B
+from ...autograd.functions import matmul, reshape, sum, unsqueeze
+from ...autograd.tensor import Function, Tensor, _raw
+from .conv import Fold, Geometry, Unfold, _batched, _ntuple, _unfold
+
+__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d"]
+
+
+def _geometry(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name):
+    k = _ntuple(kernel_size, nd, "kernel_size", name)
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0) else \
+        _ntuple(stride, nd, "stride", name)
+    p = _ntuple(padding, nd, "padding", name)
+    d = _ntuple(dilation, nd, "dilation", name)
+    if any(a < 1 for a in k + s + d):
+        raise ValueError(f"{name}: kernel_size, stride and dilation must be >= 1, got {k}, {s}, {d}")
+    for pa, ka, da in zip(p, k, d):
+        if not 0 <= pa <= (da * (ka - 1) + 1) // 2:
+            raise ValueError(f"{name}: padding {p} must be >= 0 and at most half of the (dilated) kernel "
+                             f"size {k}")
+    return Geometry.sliding(tuple(x.shape[2:]), k, s, d, p, p, name, ceil_mode)
+
+
+class MaxPool(Function):
+    """Max over each window of (N, C, *S); the gradient goes to the first maximum."""
+
+    def __init__(self, geo: Geometry):
+        self.geo = geo
+
+    def forward(self, xp, x):
+        self.patches = _unfold(xp, x, self.geo, 2, -math.inf)  # (N, C, K, *O)
+        return xp.max(self.patches, axis=2)
+
+    def backward(self, g, y, x):
+        xp, p = self.xp, self.patches
+        k = xp.reshape(xp.arange(self.geo.K, device=B.array_api_compat.device(p)), (1, 1, -1) + (1,) * self.geo.n)
+        onehot = xp.astype(xp.argmax(p, axis=2, keepdims=True) == k, _raw(g).dtype)
+        return Fold(self.geo, 2)(unsqueeze(g, 2) * onehot),
+
+
+def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, nd, name):
+    x, unbatched = _batched(input, nd, name)
+    geo = _geometry(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name)
+    fn = MaxPool(geo)
+    y = fn(x)
+    if unbatched:
+        y = reshape(y, tuple(y.shape[1:]))
+    if not return_indices:
+        return y
+    return y, _max_indices(fn, geo, tuple(x.shape), unbatched)
+
+
+def _max_indices(fn, geo, shape, unbatched):
+    """PyTorch's ``return_indices``: the flat position (within each channel's plane) of every maximum."""
+    xp = fn.xp
+    dev = B.array_api_compat.device(fn.patches)
+    idx = xp.argmax(fn.patches, axis=2)  # (N, C, *O) in 0..K-1
+    flat = None
+    for a in range(geo.n):
+        offs = xp.asarray([off[a] for off in geo.offsets], dtype=xp.int64, device=dev)
+        start = xp.reshape(xp.arange(geo.out[a], dtype=xp.int64, device=dev) * geo.stride[a] - geo.lo[a],
+                           (geo.out[a],) + (1,) * (geo.n - 1 - a))
+        pos = xp.reshape(xp.take(offs, xp.reshape(idx, (-1,))), idx.shape) + start
+        flat = pos if flat is None else flat * shape[2 + a] + pos
+    flat = Tensor(flat)
+    return reshape(flat, tuple(flat.shape[1:])) if unbatched else flat
+
+
+def max_pool1d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """Max over sliding windows of (N, C, L); ``stride`` defaults to ``kernel_size``."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 1, "max_pool1d")
+
+
+def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """Max over sliding windows of (N, C, H, W); ``stride`` defaults to ``kernel_size``."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d")
+
+
+def _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, nd, name):
+    x, unbatched = _batched(input, nd, name)
+    geo = _geometry(x, kernel_size, stride, padding, 1, ceil_mode, nd, name)
+    total = sum(Unfold(geo, 2)(x), 2)
+    if divisor_override is not None:
+        y = total * (1.0 / divisor_override)
+    else:
+        divisor = _divisor(geo, count_include_pad, x)
+        y = total * (1.0 / geo.K) if divisor is None else total / divisor
+    return reshape(y, tuple(y.shape[1:])) if unbatched else y
+
+
+def _divisor(geo, count_include_pad, x):
+    """Each window's divisor as an (1, 1, *O) array, or None when it is ``K`` everywhere.
+
+    A window counts its places inside the padded input (``count_include_pad``)
+    or inside the input only; places added by ``ceil_mode`` never count.
+    """
+    flat = [1]
+    for n, k, s, lo, o in zip(geo.size, geo.kernel, geo.stride, geo.lo, geo.out):
+        first, last = (-lo, n + lo) if count_include_pad else (0, n)
+        counts = [min(i * s - lo + k, last) - max(i * s - lo, first) for i in range(o)]
+        flat = [a * c for a in flat for c in counts]
+    if all(c == geo.K for c in flat):
+        return None
+    xr = _raw(x)
+    arr = B.as_array(flat, B.dtype_name(xr.dtype), B.backend_of(xr))
+    return B.namespace_of(arr).reshape(arr, (1, 1, *geo.out))
+
+
+def avg_pool1d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True):
+    """Mean over sliding windows of (N, C, L); ``stride`` defaults to ``kernel_size``."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, None, 1, "avg_pool1d")
+
+
+def avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override=None):
+    """Mean over sliding windows of (N, C, H, W); ``stride`` defaults to ``kernel_size``."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 2,
+                     "avg_pool2d")
+
+
+# ------------------------------------------------------------------ adaptive
+
+@functools.lru_cache(maxsize=256)
+def _averaging_host(size: int, out: int):
+    """Rows i of a (out, size) matrix averaging input places floor(i*size/out) .. ceil((i+1)*size/out) - 1."""
+    rows = []
+    for i in range(out):
+        a, b = (i * size) // out, -(-((i + 1) * size) // out)
+        rows.append([1.0 / (b - a) if a <= j < b else 0.0 for j in range(size)])
+    return rows
+
+
+def _averaging(size, out, like, transposed=False):
+    """The averaging matrix (out, size), or its transpose, as a constant array like ``like``."""
+    rows = _averaging_host(size, out)
+    if transposed:
+        rows = [list(c) for c in zip(*rows)]
+    r = _raw(like)
+    return B.as_array(rows, B.dtype_name(r.dtype), B.backend_of(r))
+
+
+def _adaptive_avg(input, output_size, nd, name):
+    x, unbatched = _batched(input, nd, name)
+    sizes = tuple(x.shape[2:])
+    outs = (output_size,) * nd if not isinstance(output_size, (tuple, list)) else tuple(output_size)
+    if len(outs) != nd:
+        raise ValueError(f"{name}: output_size must be an int or a tuple of {nd}, got {output_size!r}")
+    outs = tuple(n if o is None else o for o, n in zip(outs, sizes))
+    if any(not isinstance(o, int) or o < 1 for o in outs):
+        raise ValueError(f"{name}: output_size must hold positive ints (or None), got {output_size!r}")
+    y = x
+    if nd == 1:
+        if outs[0] != sizes[0]:
+            y = matmul(y, _averaging(sizes[0], outs[0], x, True))
+    else:
+        if outs[1] != sizes[1]:
+            y = matmul(y, _averaging(sizes[1], outs[1], x, True))
+        if outs[0] != sizes[0]:
+            y = matmul(_averaging(sizes[0], outs[0], x), y)
+    return reshape(y, tuple(y.shape[1:])) if unbatched else y
+
+
+def adaptive_avg_pool1d(input, output_size):
+    """Average pooling of (N, C, L) to ``output_size`` places (PyTorch's window formula)."""
+    return _adaptive_avg(input, output_size, 1, "adaptive_avg_pool1d")
+
+
+def adaptive_avg_pool2d(input, output_size):
+    """Average pooling of (N, C, H, W) to ``output_size`` (an int, or (H, W) with None for "keep")."""
+    return _adaptive_avg(input, output_size, 2, "adaptive_avg_pool2d")

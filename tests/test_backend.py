@@ -1,0 +1,161 @@
+"""The backend selector, transfers, random numbers and the helpers the standard lacks."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import backend as B
+
+from conftest import AVAILABLE, to_np
+
+
+def test_use_and_using_set_the_current_backend():
+    before = xn.current_backend()
+    with xn.using("array_api_strict") as b:
+        assert xn.current_backend() is b
+        assert b.name == "array_api_strict" and B.device_name(b.device) == "cpu"
+        t = xn.tensor([1.0, 2.0])
+        assert t.backend.name == "array_api_strict"
+    assert xn.current_backend() is before
+
+
+def test_use_returns_backend_with_name_xp_device():
+    b = xn.get_backend("numpy")
+    assert (b.name, B.device_name(b.device)) == ("numpy", "cpu")
+    assert b.xp.__name__.endswith("numpy")
+
+
+def test_environment_variable_picks_the_starting_backend():
+    code = "import xpnet; b = xpnet.current_backend(); print(b.name)"
+    env = dict(os.environ, XPNET_BACKEND="array_api_strict")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "array_api_strict"
+
+
+def test_auto_picks_numpy_without_a_gpu():
+    if B.cuda_available():
+        pytest.skip("a CUDA device answers here: auto means cupy")
+    assert xn.get_backend("auto").name == "numpy"
+
+
+def test_unknown_backend_names_the_choices():
+    with pytest.raises(xn.BackendUnavailable, match="unknown backend 'tensorflow': expected one of numpy"):
+        xn.use("tensorflow")
+
+
+def test_unavailable_backend_says_cause_and_fix():
+    if "cupy" in AVAILABLE:
+        pytest.skip("cupy works here")
+    with pytest.raises(xn.BackendUnavailable, match=r"(not installed.*pip install 'xpnet\[gpu\]')|(no CUDA device)"):
+        xn.use("cupy")
+
+
+def test_cpu_only_backend_refuses_cuda():
+    with pytest.raises(xn.BackendUnavailable, match="numpy runs on 'cpu' only"):
+        xn.use("numpy", device="cuda")
+
+
+def test_torch_cuda_without_gpu_is_explained():
+    pytest.importorskip("torch")
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available")
+    with pytest.raises(xn.BackendUnavailable, match="CUDA is not available"):
+        xn.use("torch", device="cuda")
+
+
+@pytest.mark.parametrize("src", AVAILABLE)
+@pytest.mark.parametrize("dst", AVAILABLE)
+def test_transfer_between_backends_keeps_values_and_dtype(src, dst):
+    a = xn.get_backend(src).asarray([[1.5, -2.0], [3.0, 4.25]], "float64")
+    b = B.transfer(a, xn.get_backend(dst))
+    assert B.namespace_of(b) is xn.get_backend(dst).xp
+    assert B.dtype_name(b.dtype) == "float64"
+    np.testing.assert_array_equal(to_np(b), [[1.5, -2.0], [3.0, 4.25]])
+
+
+def test_tensor_to_moves_backend(bk):
+    t = xn.tensor([1.0, 2.0], requires_grad=True)
+    moved = t.to("numpy")
+    assert moved.backend.name == "numpy" and moved.requires_grad
+    np.testing.assert_array_equal(moved.numpy(), [1.0, 2.0])
+
+
+def test_tensor_defaults_follow_pytorch(bk):
+    assert B.dtype_name(xn.tensor(1.0).dtype) == "float32"
+    assert B.dtype_name(xn.tensor([1, 2]).dtype) == "int64"
+    assert B.dtype_name(xn.tensor([True]).dtype) == "bool"
+    assert B.dtype_name(xn.tensor([1, 2], dtype="float64").dtype) == "float64"
+    assert B.dtype_name(xn.tensor(np.ones(2, np.float64)).dtype) == "float64"
+    assert xn.tensor(np.ones(2)).backend.name == bk.name
+
+
+def test_tensor_rejects_strings():
+    with pytest.raises(TypeError, match="cannot make an array from list data"):
+        xn.tensor(["a", "b"])
+
+
+def test_seeded_numbers_are_the_same_on_every_backend():
+    draws = {}
+    for name in AVAILABLE:
+        with xn.using(name):
+            g = xn.manual_seed(7)
+            draws[name] = [to_np(g.normal((3, 2))), to_np(g.uniform((4,), -1, 1)),
+                           to_np(g.integers(0, 10, (5,))), to_np(g.permutation(6)), to_np(g.bernoulli((8,), 0.5))]
+    ref = draws["numpy"]
+    for name, d in draws.items():
+        for a, b in zip(ref, d):
+            np.testing.assert_array_equal(a, b, err_msg=name)
+
+
+def test_generator_state_round_trip():
+    g = xn.Generator(3)
+    state = g.get_state()
+    first = to_np(g.normal((4,), backend=xn.get_backend("numpy")))
+    g.set_state(state)
+    np.testing.assert_array_equal(first, to_np(g.normal((4,), backend=xn.get_backend("numpy"))))
+
+
+def test_scatter_add_fast_path_equals_portable(bk):
+    xp = bk.xp
+    values = xp.asarray(np.arange(12.0).reshape(6, 2), device=bk.device)
+    index = xp.asarray(np.array([0, 2, 0, 3, 2, 0]), device=bk.device)
+    fast = to_np(B.scatter_add(values, index, 5))
+    portable = to_np(B.scatter_add_portable(values, index, 5))
+    np.testing.assert_array_equal(fast, portable)
+    np.testing.assert_array_equal(fast[0], [0 + 4 + 10, 1 + 5 + 11])
+    np.testing.assert_array_equal(fast[1], [0, 0])
+
+
+def test_pad_and_index_zeros_set(bk):
+    xp = bk.xp
+    x = xp.asarray(np.ones((2, 2)), device=bk.device)
+    np.testing.assert_array_equal(to_np(B.pad(x, ((1, 0), (0, 2)), 5.0)),
+                                  [[5, 5, 5, 5], [1, 1, 5, 5], [1, 1, 5, 5]])
+    z = to_np(B.index_zeros_set((3, 4), (slice(1, 3), slice(0, 2)), x))
+    assert z.sum() == 4 and z[1:, :2].sum() == 4
+
+
+def test_assign_writes_or_rebinds(bk):
+    xp = bk.xp
+    x = xp.asarray(np.zeros(3), device=bk.device)
+    y = B.assign(x, xp.asarray(np.arange(3.0), device=bk.device))
+    np.testing.assert_array_equal(to_np(y), [0, 1, 2])
+
+
+def test_check_indices_names_the_bad_index(bk):
+    idx = bk.xp.asarray(np.array([0, 5, 2]), device=bk.device)
+    with pytest.raises(IndexError, match="index 5 is out of range: expected 0 <= index < 4"):
+        B.check_indices(idx, 4, "labels")
+    B.check_indices(idx, 6, "labels")
+
+
+def test_available_backends_gives_reasons():
+    avail = xn.available_backends()
+    assert avail["numpy"] is None and avail["array_api_strict"] is None
+    for name, why in avail.items():
+        assert why is None or isinstance(why, str) and len(why) > 10

@@ -1,0 +1,36 @@
+"""DESIGN rule 1: only the backend module (and host I/O code) imports concrete array libraries."""
+
+import ast
+import pathlib
+
+import xpnet
+
+FORBIDDEN = {"numpy", "cupy", "cupyx", "torch", "jax", "jaxlib"}
+# Host I/O may touch NumPy: data files and checkpoints are read and written on the host.
+ALLOWED = {"backend.py", "data", "io.py", "checkpoint.py"}
+ROOT = pathlib.Path(xpnet.__file__).parent
+
+
+def forbidden_imports(path: pathlib.Path):
+    """``line: module`` for every import of an array library in ``path`` (nested ones too)."""
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        yield from (f"{node.lineno}: {n}" for n in names if n.split(".")[0] in FORBIDDEN)
+
+
+def test_core_imports_no_array_library():
+    bad = [f"{path.relative_to(ROOT.parent)}:{hit}"
+           for path in sorted(ROOT.rglob("*.py")) if path.relative_to(ROOT).parts[0] not in ALLOWED
+           for hit in forbidden_imports(path)]
+    assert not bad, "array libraries imported outside the backend module:\n" + "\n".join(bad)
+
+
+def test_the_scan_finds_nested_imports(tmp_path):
+    f = tmp_path / "bad.py"
+    f.write_text("import os\ndef f():\n    import torch.nn\n    from numpy import ones\n")
+    assert list(forbidden_imports(f)) == ["3: torch.nn", "4: numpy"]
