@@ -81,29 +81,36 @@ class Function:
     needs = ()
 
     def __call__(self, *args):
-        tensors = [a for a in args if isinstance(a, Tensor)]
-        if not tensors:
+        xs, needs, first, record, gen = [], [], None, False, 0
+        for a in args:
+            if isinstance(a, Tensor):
+                if first is None:
+                    first = a
+                xs.append(a.data)
+                needs.append(a.requires_grad)
+                record = record or a.requires_grad
+                gen = a.generation if a.generation > gen else gen
+            else:
+                xs.append(a)
+                needs.append(False)
+        if first is None:  # raw arrays: a backward rule running without a graph
             arr = next(a for a in args if hasattr(a, "shape"))
             return self.forward(B.namespace_of(arr), *args)
-        xp = B.namespace_of(tensors[0].data)
-        if len(tensors) > 1 or len(tensors) < len(args):
-            _check_same_backend(self, xp, tensors, args)
-        xs = [a.data if isinstance(a, Tensor) else a for a in args]
+        xp = B.namespace_of(first.data)
+        if len(xs) > 1:
+            _check_same_backend(self, xp, first.data, xs)
         try:
             y = self.forward(xp, *xs)
         except Exception as e:
+            _check_same_device(self, xs)
             raise ValueError(
                 f"{type(self).__name__.lower()}: cannot apply to inputs "
                 f"{', '.join(_describe(a) for a in args)}: {e}") from e
         out = Tensor(y)
-        if _state["grad_enabled"]:
-            needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
-            if any(needs):
-                self.inputs, self.needs = args, needs
-                self.xp = xp
-                self.generation = max(t.generation for t in tensors)
-                self.output = weakref.ref(out)
-                out.creator, out.requires_grad, out.generation = self, True, self.generation + 1
+        if record and _state["grad_enabled"]:
+            self.inputs, self.needs, self.xp, self.generation = args, tuple(needs), xp, gen
+            self.output = weakref.ref(out)
+            out.creator, out.requires_grad, out.generation = self, True, gen + 1
         return out
 
     def forward(self, xp, *xs):
@@ -113,20 +120,23 @@ class Function:
         raise NotImplementedError
 
 
-def _check_same_backend(fn, xp, tensors, args):
-    name = type(fn).__name__.lower()
-    for a in args:
-        d = _raw(a)
-        if hasattr(d, "shape") and B.namespace_of(d) is not xp:
+def _check_same_backend(fn, xp, first, xs):
+    """Raise if an array input belongs to another library than ``first``."""
+    t0 = type(first)
+    for x in xs:
+        if type(x) is not t0 and hasattr(x, "shape") and B.namespace_of(x) is not xp:
             raise TypeError(
-                f"{name}: inputs live on two backends ({B.backend_of(tensors[0].data).name} "
-                f"and {B.backend_of(d).name}): move them to one with tensor.to(...) first")
-    if len(tensors) > 1 and not B.array_api_compat.is_numpy_namespace(xp):
-        devs = {B.device_name(t.device) for t in tensors}
-        if len(devs) > 1:
-            raise TypeError(
-                f"{name}: inputs live on two devices ({' and '.join(sorted(devs))}): "
-                "move them to one with tensor.to(device) first")
+                f"{type(fn).__name__.lower()}: inputs live on two backends ({B.backend_of(first).name} "
+                f"and {B.backend_of(x).name}): move them to one with tensor.to(...) first")
+
+
+def _check_same_device(fn, xs):
+    """Raise if array inputs live on different devices (checked once an op has failed)."""
+    devs = {B.device_name(B.array_api_compat.device(x)) for x in xs if hasattr(x, "shape")}
+    if len(devs) > 1:
+        raise TypeError(
+            f"{type(fn).__name__.lower()}: inputs live on two devices ({' and '.join(sorted(devs))}): "
+            "move them to one with tensor.to(device) first")
 
 
 class Tensor:
