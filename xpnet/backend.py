@@ -150,6 +150,26 @@ def device_name(device) -> str:
     return s.lower()
 
 
+def describe(b: "Backend") -> str:
+    """``numpy / cpu``, ``cupy / cuda:0 (NVIDIA H100 80GB HBM3)``: library, device and GPU name."""
+    dev = device_name(b.device)
+    line = f"{b.name} / {dev}"
+    if dev.startswith("cuda"):
+        index = int(dev.split(":")[1]) if ":" in dev else 0
+        try:
+            if b.name == "cupy":
+                import cupy
+                gpu = cupy.cuda.runtime.getDeviceProperties(index)["name"]
+                gpu = gpu.decode() if isinstance(gpu, bytes) else gpu
+            else:
+                import torch
+                gpu = torch.cuda.get_device_name(index)
+            line += f" ({gpu})"
+        except Exception:  # the name is a courtesy
+            pass
+    return line
+
+
 _CACHE: dict = {}
 
 

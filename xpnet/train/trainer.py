@@ -1,0 +1,326 @@
+"""The Trainer: Keras's ``fit``/``evaluate``/``predict`` over PyTorch-style models.
+
+The training step stays on the device: losses and metrics are accumulated
+there and read back once per log interval (for the progress line and the
+non-finite check) and once per epoch.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import threading
+import time
+
+from .. import backend as B
+from ..autograd import Tensor, no_grad
+from ..autograd.functions import concat
+from ..data import ArrayDataset, DataLoader
+from .callbacks import Callback, History
+from .metrics import get_metric
+from .progress import Progress
+
+__all__ = ["Trainer", "NonFiniteLoss"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+def _pick_backend(device, backend):
+    """The Backend to train on and the one-line announcement of it."""
+    if backend is None and device in (None, "auto"):
+        b = B.get_backend("auto")
+        if b.name == "numpy":
+            return b, "CUDA not available: training on numpy / cpu"
+        return b, f"Training on {B.describe(b)}"
+    if isinstance(backend, B.Backend):
+        b = backend
+    else:
+        name = backend or ("cupy" if str(device).startswith("cuda") else "numpy")
+        b = B.get_backend(name, None if device in (None, "auto") else device)
+    return b, f"Training on {B.describe(b)}"
+
+
+def _loss_fn(loss):
+    if callable(loss):
+        return loss
+    from ..nn import functional as F
+    table = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "mae": F.l1_loss, "l1": F.l1_loss,
+             "bce": F.binary_cross_entropy, "bce_with_logits": F.binary_cross_entropy_with_logits,
+             "nll": F.nll_loss, "huber": F.huber_loss}
+    if loss not in table:
+        raise ValueError(f"unknown loss {loss!r}: pass a callable or one of {', '.join(table)}")
+    return table[loss]
+
+
+class Trainer:
+    """Trains ``model`` with ``loss`` and ``optimizer`` on the best device.
+
+    ``device="auto"`` picks CuPy on a CUDA GPU when there is one, else NumPy;
+    ``backend``/``device`` name one explicitly (``backend="torch", device="cuda"``).
+    The model is moved there.  ``metrics`` are names (``"accuracy"``, ``"top5"``,
+    ``"f1"``, ``"mse"``, ...) or Metric objects.  ``scheduler`` (from
+    :mod:`xpnet.optim.lr_scheduler`) steps every epoch (``scheduler_interval="step"``:
+    every optimizer step; ReduceLROnPlateau gets ``val_loss``, else ``loss``).
+    ``clip_grad_norm`` clips before each update; ``accumulate`` sums the gradients
+    of that many batches per update.
+    """
+
+    def __init__(self, model, loss, optimizer, metrics=(), *, device="auto", backend=None, scheduler=None,
+                 scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1):
+        if accumulate < 1:
+            raise ValueError(f"accumulate must be >= 1, got {accumulate}")
+        self.backend, self.device_line = _pick_backend(device, backend)
+        self.model = model.to(self.backend)
+        self.loss_fn = _loss_fn(loss)
+        self.optimizer = optimizer
+        self.metrics = [get_metric(m, num_classes) for m in metrics]
+        self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
+        self.clip_grad_norm, self.accumulate, self.verbose = clip_grad_norm, accumulate, verbose
+        self.epoch, self.global_step, self.step_in_epoch = 0, 0, 0
+        self.history = History()
+        self.stop_reason = None
+        self.interrupted = self.bad_loss = False
+        self._announced = False
+
+    # ------------------------------------------------------------------ data
+    def _loader(self, x, y=None, batch_size=32, shuffle=False, seed=None):
+        if isinstance(x, DataLoader):
+            loader = x
+        else:
+            dataset = x if y is None and hasattr(x, "__getitem__") and hasattr(x, "__len__") and not hasattr(x, "shape") \
+                else ArrayDataset(x, y) if y is not None else ArrayDataset(x)
+            loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, seed=seed)
+        if loader.backend is None:
+            loader.backend = self.backend
+        return loader
+
+    @staticmethod
+    def _split(batch):
+        if isinstance(batch, Tensor):
+            return batch, None
+        if len(batch) == 1:
+            return batch[0], None
+        return batch[0], batch[1]
+
+    # ------------------------------------------------------------------ messages
+    def log(self, message: str):
+        if self.verbose:
+            print(message, flush=True)
+
+    def stop(self, reason: str):
+        """Ask ``fit`` to stop after the current epoch (callbacks use it)."""
+        self.stop_reason = reason
+
+    def nonfinite(self, step: int, value: float):
+        """Stop at once: the loss of ``step`` (in this epoch) was ``value``."""
+        self.bad_loss = True
+        self.stop_reason = (f"non-finite loss ({value}) at epoch {self.epoch + 1}, step {step + 1}: "
+                            "training stopped; weights after that step were not saved")
+        raise NonFiniteLoss(self.stop_reason)
+
+    # ------------------------------------------------------------------ the step
+    def _update(self):
+        if self.clip_grad_norm is not None:
+            from ..nn.utils import clip_grad_norm_
+            clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        if self.scheduler is not None and self.scheduler_interval == "step":
+            self.scheduler.step()
+
+    def train_step(self, x, y, last: bool):
+        """Forward, backward and (every ``accumulate`` batches, or at the end) an update.
+        Returns the loss tensor (on the device) and the outputs."""
+        out = self.model(x)
+        loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
+        (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
+        self.step_in_epoch += 1
+        if self.step_in_epoch % self.accumulate == 0 or last:
+            self._update()
+        self.global_step += 1
+        return loss, out
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, x, y=None, *, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True,
+            seed=None, initial_epoch=0, log_every=None):
+        """Train for ``epochs`` epochs and return the :class:`History`.
+
+        ``x`` is an array (with targets ``y``), a Dataset or a DataLoader;
+        ``validation_data`` is ``(x_val, y_val)``, a Dataset or a DataLoader.
+        ``log_every`` steps (default: about 20 times per epoch) the loss is
+        read back to update the progress line and checked for NaN/Inf.
+        Ctrl-C stops after the current step; the History so far is kept.
+        """
+        loader = self._loader(x, y, batch_size, shuffle, seed)
+        val_loader = None
+        if validation_data is not None:
+            val_loader = self._loader(*validation_data, batch_size=batch_size) if isinstance(
+                validation_data, tuple) else self._loader(validation_data, batch_size=batch_size)
+        self.loader, self.epoch = loader, initial_epoch
+        self.stop_reason, self.interrupted, self.bad_loss = None, False, False
+        progress = Progress(self.verbose, epochs)
+        cbs = [self.history, *callbacks]
+        for cb in cbs:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
+            cb.set_trainer(self)
+        if not self._announced:
+            self.log(self.device_line)
+            self._announced = True
+        restore_sigint = self._catch_sigint()
+        logs = {}
+        try:
+            with B.using(self.backend):
+                for cb in cbs:
+                    cb.on_train_begin()
+                while self.epoch < epochs and self.stop_reason is None and not self.interrupted:
+                    logs = self._epoch(loader, val_loader, cbs, progress, log_every)
+                    if logs is None:
+                        break
+                    self.epoch += 1
+        finally:
+            restore_sigint()
+        if self.interrupted and self.stop_reason is None:
+            self.stop_reason = f"interrupted (Ctrl-C) in epoch {self.epoch + 1}"
+        for cb in cbs:
+            cb.on_train_end(logs)
+        self.history.stop_reason = self.stop_reason
+        if self.stop_reason:
+            self.log(f"Stopped: {self.stop_reason}")
+        return self.history
+
+    def _epoch(self, loader, val_loader, cbs, progress, log_every):
+        epoch = self.epoch
+        for cb in cbs:
+            cb.on_epoch_begin(epoch)
+        self.model.train()
+        for m in self.metrics:
+            m.reset()
+        n_batches = len(loader)
+        every = log_every or max(1, n_batches // 20)
+        resume = getattr(loader, "_resume", None)  # set when a checkpoint restored the loader mid-epoch
+        start_step = self.step_in_epoch = resume[1] if resume else 0
+        progress.start_epoch(epoch, n_batches, start_step)
+        pending, total, count, t0 = [], None, 0, time.perf_counter()
+        try:
+            for i, batch in enumerate(loader, start=start_step):
+                xb, yb = self._split(batch)
+                for cb in cbs:
+                    cb.on_train_batch_begin(i)
+                loss, out = self.train_step(xb, yb, last=i == n_batches - 1)
+                pending.append(loss.data)
+                with no_grad():
+                    for m in self.metrics:
+                        m.update(out, yb)
+                for cb in cbs:
+                    cb.on_train_batch_end(i, {"loss": loss})
+                if len(pending) >= every or i == n_batches - 1 or self.interrupted:
+                    total, count = self._drain(pending, i, total, count)
+                    pending = []
+                    progress.update(i + 1, total / count, time.perf_counter() - t0)
+                if self.interrupted:
+                    break
+        except NonFiniteLoss:
+            progress.close()
+            return None
+        if self.interrupted:
+            progress.close()
+            return None
+        logs = {"loss": total / max(count, 1)}
+        for m in self.metrics:
+            logs[m.name] = m.compute()
+        if val_loader is not None:
+            logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader, _announce=False).items()})
+        logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        if self.scheduler is not None and self.scheduler_interval == "epoch":
+            if type(self.scheduler).__name__ == "ReduceLROnPlateau":
+                self.scheduler.step(logs.get("val_loss", logs["loss"]))
+            else:
+                self.scheduler.step()
+        progress.end_epoch(logs, time.perf_counter() - t0)
+        for cb in cbs:
+            cb.on_epoch_end(epoch, logs)
+        return logs
+
+    def _drain(self, pending, last_step, total, count):
+        """Read the pending losses back in one transfer; stop at the first non-finite one."""
+        xp = self.backend.xp
+        values = B.to_numpy(xp.stack([xp.reshape(v, ()) for v in pending])).tolist()
+        first = last_step - len(values) + 1
+        for k, v in enumerate(values):
+            if not math.isfinite(v):
+                self.nonfinite(first + k, v)
+        return (total or 0.0) + sum(values), count + len(values)
+
+    def _catch_sigint(self):
+        """Turn Ctrl-C into 'stop after this step' while fit runs (main thread only)."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+
+        def handler(signum, frame):
+            if self.interrupted:  # a second Ctrl-C stops at once
+                raise KeyboardInterrupt
+            self.interrupted = True
+            print("\nInterrupted: stopping after the current step (Ctrl-C again to abort)", file=sys.stderr)
+
+        previous = signal.signal(signal.SIGINT, handler)
+        return lambda: signal.signal(signal.SIGINT, previous)
+
+    # ------------------------------------------------------------------ evaluate / predict
+    def evaluate(self, x, y=None, *, batch_size=256, _announce=True):
+        """Mean loss and metrics over ``x`` (no gradients, eval mode) as a dict of floats."""
+        loader = self._loader(x, y, batch_size)
+        metrics = [type(m)(m.num_classes) if hasattr(m, "num_classes") else (
+            type(m)(m.k) if hasattr(m, "k") else type(m)()) for m in self.metrics]
+        self.model.eval()
+        total, n = None, 0
+        with B.using(self.backend), no_grad():
+            for batch in loader:
+                xb, yb = self._split(batch)
+                out = self.model(xb)
+                loss = self.loss_fn(out, yb) if yb is not None else self.loss_fn(out)
+                size = xb.shape[0]
+                total = loss.data * size if total is None else total + loss.data * size
+                n += size
+                for m in metrics:
+                    m.update(out, yb)
+        self.model.train()
+        logs = {"loss": float(B.to_numpy(total)) / max(n, 1)}
+        logs.update({m.name: m.compute() for m in metrics})
+        return logs
+
+    def predict(self, x, *, batch_size=256):
+        """The model's outputs for ``x``, concatenated over batches (eval mode, no gradients)."""
+        loader = self._loader(x, None, batch_size)
+        self.model.eval()
+        with B.using(self.backend), no_grad():
+            outs = [self.model(self._split(batch)[0]) for batch in loader]
+        self.model.train()
+        return concat(outs, axis=0) if len(outs) > 1 else outs[0]
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path, epoch, weights_only=False, resumable=False):
+        """Write the model (and unless ``weights_only`` the optimizer, scheduler, RNG and
+        history; with ``resumable`` the data order too) to ``path`` atomically.  ``epoch`` is
+        the number of finished epochs, i.e. the epoch to run next."""
+        from .. import checkpoint
+        if weights_only:
+            return checkpoint.save_weights(path, self.model)
+        meta = {"history": self.history.history, "history_epochs": self.history.epoch}
+        return checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
+                               step=self.global_step, loader=self.loader if resumable else None, metadata=meta)
+
+    def restore(self, path):
+        """Load a checkpoint written by :meth:`save_checkpoint` and continue from it."""
+        from .. import checkpoint
+        info = checkpoint.load(path, self.model, self.optimizer, self.scheduler, loader=self.loader)
+        self.epoch = info["epoch"] or 0
+        self.global_step = info["step"] or 0
+        meta = info.get("metadata") or {}
+        self.history.history = {k: list(v) for k, v in meta.get("history", {}).items()}
+        self.history.epoch = list(meta.get("history_epochs", []))
+        self.log(f"Resumed from {path}: epoch {self.epoch + 1}, step {self.global_step}")
+        return info
