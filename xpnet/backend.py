@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import importlib
 import os
 from dataclasses import dataclass
@@ -390,7 +391,7 @@ def check_indices(index, size: int, what: str):
     Checked on every library alike (CuPy wraps and JAX clips out-of-range
     indices silently); on a GPU this costs one read of the minimum and maximum.
     """
-    if index.size == 0:
+    if math.prod(index.shape) == 0:
         return
     xp = namespace_of(index)
     lo, hi = (int(v) for v in to_numpy(xp.stack([xp.min(index), xp.max(index)])))

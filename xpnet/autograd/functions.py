@@ -670,8 +670,13 @@ class IndexZerosSet(Function):
 
 
 def getitem(x, key):
+    """``x[key]``: basic indexing (a trailing ``...`` is implied, as in NumPy), or an integer
+    array/list, taken along axis 0."""
     if isinstance(key, Tensor) or hasattr(key, "shape") or isinstance(key, list):
         return take(x, key, axis=0)
+    key = key if isinstance(key, tuple) else (key,)
+    if Ellipsis not in key and builtins.sum(k is not None for k in key) < len(_shape(_raw(x))):
+        key = key + (Ellipsis,)
     return GetItem(key)(x)
 
 

@@ -8,6 +8,5 @@ from .dataset import *  # noqa: F401,F403
 from .loader import *  # noqa: F401,F403
 from .preprocessing import *  # noqa: F401,F403
 from .datasets import *  # noqa: F401,F403
-from .datasets import IRIS_CLASSES  # noqa: F401
 from .readers import *  # noqa: F401,F403
 from . import dataset, datasets, loader, preprocessing, readers  # noqa: F401

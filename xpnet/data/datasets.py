@@ -14,7 +14,7 @@ from importlib import resources
 
 import numpy as np
 
-__all__ = ["load_digits", "load_iris", "make_moons", "make_spirals", "make_blobs",
+__all__ = ["IRIS_CLASSES", "load_digits", "load_iris", "make_moons", "make_spirals", "make_blobs",
            "make_regression", "make_polynomial"]
 
 IRIS_CLASSES = ("setosa", "versicolor", "virginica")

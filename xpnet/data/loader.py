@@ -107,7 +107,7 @@ class DataLoader:
             self._on_device = (b, tuple(B.transfer(a, b) for a in self.dataset.arrays))
         arrays = self._on_device[1]
         xp = b.xp
-        index = None if order is None else B.as_array(order, "int64", b)  # one copy per epoch
+        index = None if order is None else B.as_array(order, backend=b)  # int64; one copy per epoch
         for k in range(start, nb):
             lo, hi = k * bs, min((k + 1) * bs, n)
             if index is None:

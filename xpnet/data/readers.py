@@ -178,6 +178,10 @@ for _mod in ("numpy.core", "numpy._core"):
     _SAFE_GLOBALS[(_mod + ".numeric", "_frombuffer")] = np.array(0).__reduce_ex__(5)[0]
 
 
+class _Refused(pickle.UnpicklingError):
+    pass
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     """Loads plain containers, numbers, strings and NumPy arrays; refuses
     every other global (functions, classes), so loading cannot run code."""
@@ -186,7 +190,7 @@ class _RestrictedUnpickler(pickle.Unpickler):
         try:
             return _SAFE_GLOBALS[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(
+            raise _Refused(
                 f"refused global {module}.{name}: only NumPy arrays, numbers, strings and containers "
                 "are allowed in a data file") from None
 
@@ -213,8 +217,8 @@ def read_cifar10_batch(path):
     else:
         try:
             d = _RestrictedUnpickler(io.BytesIO(_read_bytes(path)), encoding="bytes").load()
-        except pickle.UnpicklingError as e:
-            raise DataFileError(f"{path}: unsafe or corrupt pickle: {e}") from None
+        except _Refused as e:
+            raise DataFileError(f"{path}: unsafe pickle: {e}") from None
         except Exception as e:  # truncated or garbled streams raise many kinds of errors
             raise DataFileError(f"{path}: not a readable CIFAR-10 python batch "
                                 f"({type(e).__name__}: {e})") from None
@@ -306,7 +310,10 @@ def _extract(archive: Path, root: Path):
     """Unpack a tar archive into ``root``, refusing links and paths that leave it."""
     with tarfile.open(archive) as tar:
         if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
-            tar.extractall(root, filter="data")
+            try:
+                tar.extractall(root, filter="data")
+            except tarfile.FilterError as e:
+                raise DataFileError(f"{archive}: unsafe member refused ({e})") from None
             return
         base = root.resolve()
         for m in tar.getmembers():

@@ -1,1 +1,118 @@
-__all__ = []
+"""Convolution layers: Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d (PyTorch's names and layouts)."""
+
+from __future__ import annotations
+
+import math
+
+from . import init
+from .functional.conv import _conv, _conv_transpose, _ntuple
+from .linear import new_parameter
+from .module import Module
+
+__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
+
+
+class _ConvNd(Module):
+    nd = 0
+    transposed = False
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, backend=None,
+                 output_padding=0):
+        super().__init__()
+        name = type(self).__name__
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} must both be "
+                             f"divisible by groups={groups}")
+        if padding_mode != "zeros":
+            raise NotImplementedError(f"{name}: padding_mode={padding_mode!r} is not supported: use 'zeros'")
+        nd = self.nd
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size = _ntuple(kernel_size, nd, "kernel_size", name)
+        self.stride = _ntuple(stride, nd, "stride", name)
+        self.padding = padding if isinstance(padding, str) else _ntuple(padding, nd, "padding", name)
+        self.dilation = _ntuple(dilation, nd, "dilation", name)
+        self.output_padding = _ntuple(output_padding, nd, "output_padding", name)
+        self.padding_mode = padding_mode
+        if self.transposed:
+            shape = (in_channels, out_channels // groups, *self.kernel_size)
+        else:
+            shape = (out_channels, in_channels // groups, *self.kernel_size)
+        self.weight = new_parameter(shape, dtype, backend)
+        if bias:
+            self.bias = new_parameter((out_channels,), dtype, backend)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        """PyTorch's default: kaiming_uniform_(a=sqrt(5)) weights, U(+-1/sqrt(fan_in)) bias."""
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            init.fan_in_uniform_(self.bias, self.weight.shape[1] * math.prod(self.kernel_size))
+
+    def _name(self):
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def extra_repr(self):
+        s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
+        if self.padding != (0,) * self.nd:
+            s += f", padding={self.padding!r}"
+        if self.dilation != (1,) * self.nd:
+            s += f", dilation={self.dilation}"
+        if self.output_padding != (0,) * self.nd:
+            s += f", output_padding={self.output_padding}"
+        if self.groups != 1:
+            s += f", groups={self.groups}"
+        if self.bias is None:
+            s += ", bias=False"
+        return s
+
+
+class _Conv(_ConvNd):
+    def forward(self, x):
+        return _conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+                     self.nd, self._name())
+
+
+class _ConvTranspose(_ConvNd):
+    transposed = True
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, output_padding=0,
+                 groups: int = 1, bias: bool = True, dilation=1, padding_mode: str = "zeros", dtype=None,
+                 backend=None):
+        if isinstance(padding, str):
+            raise ValueError(f"{type(self).__name__}: padding must be an int or a tuple, got {padding!r}")
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, dtype, backend, output_padding)
+
+    def forward(self, x):
+        return _conv_transpose(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+                               self.groups, self.dilation, self.nd, self._name())
+
+
+class Conv1d(_Conv):
+    """1-D convolution over (N, C_in, L); ``weight`` (out_channels, in_channels/groups, k).
+
+    ``padding``: int, 1-tuple, ``'same'`` (stride 1) or ``'valid'``.
+    """
+
+    nd = 1
+
+
+class Conv2d(_Conv):
+    """2-D convolution over (N, C_in, H, W); ``weight`` (out_channels, in_channels/groups, kH, kW)."""
+
+    nd = 2
+
+
+class ConvTranspose1d(_ConvTranspose):
+    """Transposed 1-D convolution; ``weight`` (in_channels, out_channels/groups, k)."""
+
+    nd = 1
+
+
+class ConvTranspose2d(_ConvTranspose):
+    """Transposed 2-D convolution; ``weight`` (in_channels, out_channels/groups, kH, kW)."""
+
+    nd = 2

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from .. import backend as B
-from ..autograd.functions import flatten
+from ..autograd.functions import flatten, reshape
 from . import init
 from .functional import linear
 from .module import Module, Parameter
 
-__all__ = ["Linear", "Identity", "Flatten", "new_parameter"]
+__all__ = ["Linear", "Identity", "Flatten", "Unflatten", "new_parameter"]
 
 
 def new_parameter(shape, dtype=None, backend=None) -> Parameter:
@@ -65,3 +65,19 @@ class Flatten(Module):
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
+
+
+class Unflatten(Module):
+    """Split axis ``dim`` into ``unflattened_size`` (e.g. (N, 64) -> (N, 1, 8, 8))."""
+
+    def __init__(self, dim: int, unflattened_size):
+        super().__init__()
+        self.dim, self.unflattened_size = dim, tuple(unflattened_size)
+
+    def forward(self, x):
+        shape = tuple(x.shape)
+        d = self.dim % len(shape)
+        return reshape(x, shape[:d] + self.unflattened_size + shape[d + 1:])
+
+    def extra_repr(self):
+        return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -41,7 +41,7 @@ class Embedding(Module):
         if self.padding_idx is not None:
             xp, w = self.weight.xp, self.weight.data
             rows = xp.arange(self.num_embeddings, device=self.weight.device)
-            self.weight.data = w * xp.astype(rows != self.padding_idx, w.dtype)[:, None]
+            self.weight.data = xp.where((rows != self.padding_idx)[:, None], w, xp.zeros_like(w))
 
     def forward(self, input):
         return embedding(input, self.weight, self.padding_idx)

@@ -194,7 +194,8 @@ class Optimizer:
         if tuple(v.shape) != p.shape:
             raise ValueError(f"{name}: state[{index!r}][{key!r}] has shape {tuple(v.shape)} but the "
                              f"parameter has shape {p.shape} (nothing was loaded)")
-        return B.as_array(v, p.dtype, p.backend)
+        # a copy: DLPack transfers share memory with the source (e.g. torch tensors updated in place)
+        return p.xp.asarray(B.as_array(v, p.dtype, p.backend), copy=True)
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]

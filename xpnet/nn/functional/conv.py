@@ -275,7 +275,8 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, nd, name):
         raise ValueError(f"{name}: groups={groups!r} must be a positive int dividing out_channels={ws[0]}")
     C = x.shape[1]
     if C != ws[1] * groups:
-        raise ValueError(f"{name}: input has {C} channels (shape {tuple(input.shape)}), expected "
+        read = f", read as unbatched (C, {_DIMS[nd]})" if unbatched else ""
+        raise ValueError(f"{name}: input has {C} channels (shape {tuple(input.shape)}{read}), expected "
                          f"{ws[1] * groups} (weight shape {ws}, groups={groups})")
     if bias is not None and tuple(bias.shape) != (ws[0],):
         raise ValueError(f"{name}: bias has shape {tuple(bias.shape)}, expected ({ws[0]},)")

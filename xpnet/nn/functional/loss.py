@@ -164,10 +164,10 @@ def msle_loss(input, target, reduction: str = "mean"):
     if xr.size:
         xp = B.namespace_of(xr)
         lo_x, lo_t = _read(xp, xp.min(xr), xp.min(_raw(t)))
-        if not (lo_x > -1 and lo_t > -1):
-            which = "input" if not lo_x > -1 else "target"
-            raise ValueError(f"{name}: {which} has a value {min(lo_x, lo_t) if which == 'input' and lo_t <= -1 else (lo_x if which == 'input' else lo_t)} "
-                             "<= -1: expected values > -1 (log1p is undefined there)")
+        for what, lo in (("input", lo_x), ("target", lo_t)):
+            if not lo > -1:
+                raise ValueError(f"{name}: {what} has a value {lo:g} <= -1: expected values > -1 "
+                                 "(log1p is undefined there)")
     d = F.log1p(input) - F.log1p(t)
     return _reduce(d * d, reduction)
 
@@ -348,8 +348,9 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
     want = tuple(xr.shape[:axis] + xr.shape[axis + 1:])
     if not xp.isdtype(y.dtype, "integral"):
         raise TypeError(f"{name}: target of shape {tuple(y.shape)} is read as class indices, which must be "
-                        f"integers, got {B.dtype_name(y.dtype)}: convert with .astype('int64') (or pass "
-                        f"class probabilities of the input's shape {tuple(xr.shape)})")
+                        f"integers, got {B.dtype_name(y.dtype)}: convert with .astype('int64')"
+                        + (f" (or pass class probabilities of the input's shape {tuple(xr.shape)})"
+                           if name == "cross_entropy" else ""))
     if tuple(y.shape) != want:
         raise ValueError(f"{name}: input shape {tuple(xr.shape)} and target shape {tuple(y.shape)} do not match: "
                          f"expected class indices of shape {want}")
@@ -580,15 +581,15 @@ def zero_one_loss(pred, target, reduction: str = "mean"):
         raise TypeError(f"{name}: pred must be scores or logits, got bool")
     t = _raw(_on(target, xr))
     dtype = xr.dtype if xp.isdtype(xr.dtype, "real floating") else xp.float32
-    if tuple(t.shape) == tuple(xr.shape):
+    scores_like = xr.ndim >= 2 and xr.shape[1] == 1 and xp.isdtype(t.dtype, "real floating")  # (N, 1) vs (N,)
+    if tuple(t.shape) == tuple(xr.shape) or scores_like:
         y = _pm1_labels(name, t, xr)
-        wrong = xp.where(xr >= 0, 1, -1) != xp.astype(y, xp.int64 if xp.isdtype(y.dtype, "integral") else y.dtype) \
-            if False else (xr >= 0) != (y > 0)
+        wrong = (xr >= 0) != (y > 0)
     else:
         axis, C = _class_axis(name, xr)
         y = _class_indices(name, t, xr, axis, C)
         wrong = xp.argmax(xr, axis=axis) != y
     out = xp.astype(wrong, dtype)
     if reduction != "none":
-        out = xp.sum(out) if reduction == "sum" or out.size == 0 else xp.mean(out)
+        out = xp.sum(out) if reduction == "sum" else xp.mean(out)
     return Tensor(out) if isinstance(pred, Tensor) else out

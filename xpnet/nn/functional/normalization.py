@@ -1,1 +1,150 @@
-__all__ = []
+"""Normalization: ``batch_norm``, ``layer_norm``, ``group_norm``, as PyTorch.
+
+One fused operation, :class:`Normalize`, standardizes over some axes and
+applies the affine parameters, with the closed-form backward.  The backward
+uses the statistics saved by the forward pass, or recomputes them from the
+input when it runs on tensors (double backprop), so that the rule is
+differentiable too.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ... import backend as B
+from ...autograd.functions import mean, reshape, sqrt, sum_to
+from ...autograd.tensor import Function, Tensor, _raw, no_grad
+
+__all__ = ["batch_norm", "layer_norm", "group_norm"]
+
+
+class Normalize(Function):
+    """y = (x - mean) / sqrt(var + eps) * w + b, mean and (biased) var taken over ``axes``.
+
+    ``w`` and ``b`` (optional) are reshaped to ``pshape``, which broadcasts against x.
+    After the forward pass, ``self.mean`` and ``self.var`` hold the statistics.
+    """
+
+    def __init__(self, axes, eps: float, pshape):
+        self.axes, self.eps, self.pshape = tuple(axes), eps, tuple(pshape)
+
+    def forward(self, xp, x, w=None, b=None):
+        self.mean = xp.mean(x, axis=self.axes, keepdims=True)
+        d = x - self.mean
+        self.var = xp.mean(d * d, axis=self.axes, keepdims=True)
+        self.invstd = 1.0 / xp.sqrt(self.var + self.eps)
+        self.xhat = d * self.invstd
+        y = self.xhat
+        if w is not None:
+            y = y * xp.reshape(w, self.pshape)
+        if b is not None:
+            y = y + xp.reshape(b, self.pshape)
+        return y
+
+    def backward(self, g, y, x, w=None, b=None):
+        axes = self.axes
+        xhat, invstd = self.xhat, self.invstd
+        if isinstance(x, Tensor) and x.requires_grad:  # double backprop: statistics as functions of x
+            d = x - mean(x, axes, keepdims=True)
+            invstd = 1.0 / sqrt(mean(d * d, axes, keepdims=True) + self.eps)
+            xhat = d * invstd
+        gx = gw = gb = None
+        if self.needs[0]:
+            gh = g if w is None else g * reshape(w, self.pshape)
+            gx = invstd * (gh - mean(gh, axes, keepdims=True) - xhat * mean(gh * xhat, axes, keepdims=True))
+        if w is not None and self.needs[1]:
+            gw = reshape(sum_to(g * xhat, self.pshape), tuple(w.shape))
+        if b is not None and self.needs[2]:
+            gb = reshape(sum_to(g, self.pshape), tuple(b.shape))
+        return gx, gw, gb
+
+
+def _apply(fn, x, w, b):
+    if w is None and b is None:
+        return fn(x)
+    if b is None:
+        return fn(x, w)
+    return fn(x, w, b)
+
+
+def _check_param(name, what, p, shape):
+    if p is not None and tuple(p.shape) != tuple(shape):
+        raise ValueError(f"{name}: {what} has shape {tuple(p.shape)}, expected {tuple(shape)}")
+
+
+def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
+               momentum=0.1, eps: float = 1e-5):
+    """Batch normalization of (N, C, *) over all axes but the channel axis 1.
+
+    ``training``: normalize with the batch statistics and, where running
+    statistics are given (tensors), update them in place (rebinding ``.data``)
+    as ``(1 - momentum) * running + momentum * batch`` with the unbiased batch
+    variance; ``momentum`` may be a number or a 0-d array.  Otherwise normalize
+    with ``running_mean`` and ``running_var``.
+    """
+    name = "batch_norm"
+    shape = tuple(input.shape)
+    if len(shape) < 2:
+        raise ValueError(f"{name}: input must have at least 2 dimensions (N, C, ...), got shape {shape}")
+    C = shape[1]
+    for what, p in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_param(name, what, p, (C,))
+    pshape = (1, C) + (1,) * (len(shape) - 2)
+    axes = (0,) + tuple(range(2, len(shape)))
+    if not training:
+        if running_mean is None or running_var is None:
+            raise ValueError(f"{name}: running_mean and running_var are needed when training=False")
+        scale = 1.0 / sqrt(_raw(running_var) + eps)
+        if weight is not None:
+            scale = weight * scale
+        shift = -_raw(running_mean) * scale
+        if bias is not None:
+            shift = shift + bias
+        return input * reshape(scale, pshape) + reshape(shift, pshape)
+    count = math.prod(shape) // C
+    if count <= 1:
+        raise ValueError(f"{name}: expected more than 1 value per channel when training, got input of shape {shape}")
+    fn = Normalize(axes, eps, pshape)
+    y = _apply(fn, input, weight, bias)
+    if running_mean is not None or running_var is not None:
+        with no_grad():
+            m = _raw(momentum) if hasattr(_raw(momentum), "shape") else momentum
+            if running_mean is not None:
+                running_mean.data = (1 - m) * running_mean.data + m * B.namespace_of(fn.mean).reshape(fn.mean, (C,))
+            if running_var is not None:
+                var = B.namespace_of(fn.var).reshape(fn.var, (C,)) * (count / (count - 1))
+                running_var.data = (1 - m) * running_var.data + m * var
+    return y
+
+
+def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
+    """Normalize over the trailing axes ``normalized_shape`` (as ``torch.nn.functional.layer_norm``)."""
+    name = "layer_norm"
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    shape = tuple(input.shape)
+    if len(ns) == 0 or shape[len(shape) - len(ns):] != ns or len(shape) < len(ns):
+        raise ValueError(f"{name}: input of shape {shape} does not end with normalized_shape {ns}")
+    _check_param(name, "weight", weight, ns)
+    _check_param(name, "bias", bias, ns)
+    axes = tuple(range(len(shape) - len(ns), len(shape)))
+    return _apply(Normalize(axes, eps, ns), input, weight, bias)
+
+
+def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
+    """Normalize (N, C, *) over each group of C/num_groups channels and all spatial axes."""
+    name = "group_norm"
+    shape = tuple(input.shape)
+    if len(shape) < 2 or shape[1] % num_groups:
+        raise ValueError(f"{name}: input of shape {shape} needs at least 2 dimensions (N, C, ...) and C "
+                         f"divisible by num_groups={num_groups}")
+    C = shape[1]
+    _check_param(name, "weight", weight, (C,))
+    _check_param(name, "bias", bias, (C,))
+    x = reshape(input, (shape[0], num_groups, -1))
+    y = reshape(Normalize((2,), eps, ())(x), shape)
+    pshape = (1, C) + (1,) * (len(shape) - 2)
+    if weight is not None:
+        y = y * reshape(weight, pshape)
+    if bias is not None:
+        y = y + reshape(bias, pshape)
+    return y

@@ -66,7 +66,7 @@ def _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_i
 
 def _max_indices(fn, geo, shape, unbatched):
     """PyTorch's ``return_indices``: the flat position (within each channel's plane) of every maximum."""
-    xp = fn.xp
+    xp = B.namespace_of(fn.patches)
     dev = B.array_api_compat.device(fn.patches)
     idx = xp.argmax(fn.patches, axis=2)  # (N, C, *O) in 0..K-1
     flat = None
