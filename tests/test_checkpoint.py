@@ -246,6 +246,10 @@ def _bad_scheduler(h):
     h["__metadata__"]["scheduler"] = "[1, 2]"
 
 
+def _bad_rng(h):
+    h["__metadata__"]["rng"] = '{"bit_generator": "PCG64"}'
+
+
 def _newer_format(h):
     h["__metadata__"]["format_version"] = "99"
 
@@ -258,6 +262,7 @@ BAD = {
     "offsets past the end": (lambda p: _rewrite_header(p, _past_the_end), "not a valid safetensors"),
     "bad metadata JSON": (lambda p: _rewrite_header(p, _bad_json), "'optimizer' is not valid JSON"),
     "newer format": (lambda p: _rewrite_header(p, _newer_format), "format version '99'"),
+    "bad RNG state": (lambda p: _rewrite_header(p, _bad_rng), "invalid RNG state"),
     "bad scheduler state": (lambda p: _rewrite_header(p, _bad_scheduler), "scheduler state does not fit StepLR"),
     "wrong shapes": (lambda p: ck.save(p, make(hidden=5)), r"0\.weight: the file has shape \(5, 3\) but the model expects \(4, 3\)"),
     "missing keys": (lambda p: ck.save(p, make(bias=False)), r"missing entries: 0\.bias"),

@@ -258,7 +258,7 @@ def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, 
             raise CheckpointError(f"{path}: the file has no scheduler state")
         opt = getattr(scheduler, "optimizer", None)
         try:  # on a copy that shares only the optimizer
-            copy.deepcopy(scheduler, {id(opt): opt}).load_state_dict(copy.deepcopy(info["scheduler"]))
+            scheduler.load_state_dict(copy.deepcopy(info["scheduler"]))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{path}: the scheduler state does not fit {type(scheduler).__name__}: {e}") from None
 
@@ -284,7 +284,7 @@ def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, 
     if optimizer is not None:
         optimizer.state, optimizer.param_groups = trial.state, trial.param_groups
     if scheduler is not None:
-        pass
+        scheduler.load_state_dict(info["scheduler"])
     if gen is not None and "rng" in info:
         gen.set_state(info["rng"])
     return {"epoch": info.get("epoch"), "step": info.get("step"), "metadata": info.get("metadata"),

@@ -50,7 +50,7 @@ def to_dot(tensor: Tensor, names=None, rankdir: str = "TB") -> str:
         raise TypeError(f"to_dot() needs an xpnet Tensor, got {type(tensor).__name__}")
     table = _name_table(names)
     lines = ["digraph xpnet {", f"  rankdir={rankdir};", '  node [fontname="Helvetica", fontsize=10];']
-    nodes: dict = {}  # id(tensor or Function) -> DOT node id; the graph keeps them alive
+    nodes: dict = {}  # id(tensor) -> DOT node id; the graph keeps them alive
     count = {"tensor": 0, "node": 0}
 
     def new_node() -> str:
@@ -66,8 +66,8 @@ def to_dot(tensor: Tensor, names=None, rankdir: str = "TB") -> str:
                 count["tensor"] += 1
             style = ', style=filled, fillcolor="lightblue"' if t.creator is None and t.requires_grad else ""
             style += ", penwidth=2" if t is tensor else ""
-            lines.append(f"  {node} [label={_quote(f'{label}{chr(10)}{t.shape}{chr(10)}{B.dtype_name(t.dtype)}')}, "
-                         f"shape=box{style}];")
+            label = "\n".join((label, str(t.shape), B.dtype_name(t.dtype)))
+            lines.append(f"  {node} [label={_quote(label)}, shape=box{style}];")
         return nodes[id(t)]
 
     def const_node(x) -> str:  # one node per use: a shared ``2`` would only tangle the picture
@@ -83,10 +83,10 @@ def to_dot(tensor: Tensor, names=None, rankdir: str = "TB") -> str:
         f = out.creator
         if f is None:
             continue
-        fnode = nodes[id(f)] = new_node()
+        fnode = new_node()  # each Function is reached once: through its one output
         name = type(f).__name__
         if f.inputs is None:
-            lines.append(f"  {fnode} [label={_quote(name + chr(10) + '(freed by backward)')}, style=dashed];")
+            lines.append(f"  {fnode} [label={_quote(name + ' (freed by backward)')}, style=dashed];")
         else:
             lines.append(f'  {fnode} [label={_quote(name)}, style=filled, fillcolor="lightyellow"];')
             for x in f.inputs:
