@@ -151,6 +151,13 @@ def test_rng_and_loader_state(bk, tmp_path):
     assert to_np(B.default_generator().normal((3,))).tolist() == want_draw.tolist()
     np.testing.assert_array_equal(to_np(next(iter(other))[0]), want_batch)
 
+    wrong = data.DataLoader(data.ArrayDataset(X), batch_size=4, shuffle=True)
+    model2 = make(seed=8)
+    before = snapshot(model2)
+    with pytest.raises(CheckpointError, match="loader state does not fit.*batch_size=3"):
+        ck.load(path, model2, loader=wrong)
+    assert_same(snapshot(model2), before)
+
     gen = B.Generator(1)
     ck.save(path, model, rng=gen)
     mine = B.Generator(2)

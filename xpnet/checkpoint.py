@@ -258,7 +258,7 @@ def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, 
             raise CheckpointError(f"{path}: the file has no scheduler state")
         opt = getattr(scheduler, "optimizer", None)
         try:  # on a copy that shares only the optimizer
-            scheduler.load_state_dict(copy.deepcopy(info["scheduler"]))
+            copy.deepcopy(scheduler, {id(opt): opt}).load_state_dict(copy.deepcopy(info["scheduler"]))
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{path}: the scheduler state does not fit {type(scheduler).__name__}: {e}") from None
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np  # host I/O: plots are drawn from host copies of the arrays
+
 from . import backend as B
 from .autograd.tensor import Tensor, enable_grad
 
 __all__ = ["plot_history", "plot_lr_range", "suggest_lr", "plot_loss_surface",
            "plot_decision_boundary", "plot_activations", "plot_confusion_matrix"]
 
-np = B.np  # the host arrays of plots (the backend module re-exports NumPy)
 
 _MISSING = "matplotlib is not installed: pip install 'xpnet[plot]'"
 
