@@ -173,7 +173,7 @@ def test_map_backend_moves_model_and_optimizer(bk, tmp_path):
         path = tmp_path / "m.safetensors"
         ck.save(path, model, opt)
         want = snapshot(model, opt)
-        model, opt = make(seed=1), None
+        model = make(seed=1)
         opt = make_opt(model, "adam")
     ck.load(path, model, opt, map_backend=bk)
     assert all(p.backend is bk for p in model.parameters())

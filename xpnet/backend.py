@@ -261,8 +261,12 @@ def as_array(data, dtype=None, backend=None):
     if isinstance(data, np.generic):
         data = np.asarray(data)
     if _is_array(data):
+        foreign = namespace_of(data) is not b.xp
         arr = transfer(data, b)
-        return arr if dtype is None else b.xp.astype(arr, resolve_dtype(b.xp, dtype))
+        if dtype is not None:
+            arr = b.xp.astype(arr, resolve_dtype(b.xp, dtype))
+        # DLPack shares memory with the source: never alias another library's array
+        return b.xp.asarray(arr, copy=True) if foreign else arr
     host = np.asarray(data)
     if dtype is None:
         dtype = {"f": "float32", "i": "int64", "u": "int64", "b": "bool"}.get(host.dtype.kind)

@@ -22,10 +22,9 @@ class Sequential(Module):
                 self.add_module(str(i), m)
 
     def __getitem__(self, i):
-        mods = list(self._modules.values())
-        if isinstance(i, slice):
-            return Sequential(*mods[i])
-        return mods[i]
+        if isinstance(i, slice):  # keeps the names, as PyTorch
+            return Sequential(OrderedDict(list(self._modules.items())[i]))
+        return list(self._modules.values())[i]
 
     def __len__(self):
         return len(self._modules)

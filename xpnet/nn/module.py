@@ -194,13 +194,18 @@ class Module:
         return RemovableHandle(self._forward_hooks, key)
 
     # -- state
-    def _state_items(self):
-        for name, p in self.named_parameters():
-            yield name, p
-        for mp, m in self.named_modules():
-            for n, b in m._buffers.items():
-                if b is not None and n not in m._non_persistent:
-                    yield (f"{mp}.{n}" if mp else n), b
+    def _state_items(self, prefix: str = ""):
+        """(name, tensor) in PyTorch's state_dict order: own parameters, own persistent
+        buffers, then each child's; shared (tied) tensors appear under every name, as in PyTorch."""
+        for n, p in self._parameters.items():
+            if p is not None:
+                yield prefix + n, p
+        for n, b in self._buffers.items():
+            if b is not None and n not in self._non_persistent:
+                yield prefix + n, b
+        for n, m in self._modules.items():
+            if m is not None:
+                yield from m._state_items(prefix + n + ".")
 
     def state_dict(self) -> "OrderedDict[str, object]":
         """``{name: array}`` for every parameter and persistent buffer (arrays, not copies)."""
