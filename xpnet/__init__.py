@@ -11,7 +11,8 @@ from .autograd import grad_of as grad
 from .autograd.functions import *  # noqa: F401,F403  (the differentiable operations)
 from .autograd.functions import abs, max, min, pow, sum  # noqa: F401  (shadow builtins on purpose)
 from . import nn  # noqa: E402,F401
-from . import data, optim, train  # noqa: E402,F401
+from . import checkpoint, data, optim, train  # noqa: E402,F401
+from .checkpoint import load, load_weights, save, save_weights  # noqa: E402,F401
 from .train import Trainer  # noqa: E402,F401
 from .backend import (Backend, BackendUnavailable, Generator, available_backends, current_backend,
                       default_generator, get_backend, manual_seed, use, using)

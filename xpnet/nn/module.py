@@ -254,7 +254,7 @@ class Module:
             target, dtype = None, target
         if isinstance(target, str) and (target == "cpu" or target.startswith("cuda")):
             target, device = None, target
-        for _, t in self._state_items():
+        for t in [*self.parameters(), *self.buffers()]:  # non-persistent buffers too, each tensor once
             data = t.data
             if target is not None or device is not None:
                 b = target if isinstance(target, B.Backend) else B.get_backend(
