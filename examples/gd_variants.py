@@ -17,9 +17,12 @@ The three differ only in how many samples feed one update:
 All three start from the same weights, use the same learning rate and run
 the same number of epochs on y = 2x + 3 + noise (x uniform in [-2, 2]).
 The per-iteration curves show the loss of the batch just used; the
-per-epoch curves the loss over the whole training set after each epoch.
+per-epoch curves the loss over the whole training set after each epoch
+(epoch 0: before training).  With few epochs batch gradient descent is
+still far from the minimum (it has made one update per epoch), while SGD got
+close within the first epoch and then jitters around it.
 
-    python examples/gd_variants.py [--epochs 40] [--lr 0.1] [--samples 200] [--out out/examples]
+    python examples/gd_variants.py [--epochs 50] [--lr 0.05] [--samples 200] [--out out/examples]
 """
 
 import argparse
@@ -49,7 +52,9 @@ def run(x, y, batch_size, init, epochs, lr, seed=0):
     loss_fn = nn.MSELoss()
     loader = DataLoader(ArrayDataset(x, y), batch_size=batch_size, shuffle=True, seed=seed)
     X, Y = xn.tensor(x), xn.tensor(y)
-    per_iter, per_epoch = [], []
+    with xn.no_grad():
+        per_epoch = [loss_fn(model(X), Y).item()]  # epoch 0: the shared starting point
+    per_iter = []
     for _ in range(epochs):
         for xb, yb in loader:
             loss = loss_fn(model(xb), yb)
@@ -87,7 +92,7 @@ def plot(results, filename):
         ax.set_yscale("log"), ax.set_xlabel("iteration"), ax.set_ylabel("batch loss")
         ax.set_title(f"{name}: {r['updates']} updates")
     for name, r in results.items():
-        axes[3].plot(range(1, len(r["per_epoch"]) + 1), r["per_epoch"], "o-", markersize=2, label=name)
+        axes[3].plot(range(len(r["per_epoch"])), r["per_epoch"], "o-", markersize=2, label=name)
     axes[3].set_yscale("log"), axes[3].set_xlabel("epoch"), axes[3].set_ylabel("training-set loss")
     axes[3].set_title("per epoch"), axes[3].legend()
     fig.tight_layout()
@@ -99,8 +104,8 @@ def plot(results, filename):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--epochs", type=int, default=40)
-    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="out/examples")
     args = p.parse_args(argv)

@@ -231,3 +231,12 @@ def test_monitor_missing_lists_the_logs():
     X, y = blobs(32)
     with pytest.raises(KeyError, match="'val_loss' is not in the logs"):
         make().fit(X, y, epochs=1, callbacks=[EarlyStopping()])
+
+
+def test_confusion_matrix_metric_goes_to_results_not_logs():
+    X, y = blobs(60)
+    tr = make()
+    tr.metrics.append(ConfusionMatrix(3))
+    h = tr.fit(X, y, epochs=1, batch_size=20, validation_data=(X, y))
+    assert "confusion_matrix" not in h.history
+    assert tr.results["confusion_matrix"].sum() == 60

@@ -81,6 +81,7 @@ class Trainer:
         self.clip_grad_norm, self.accumulate, self.verbose = clip_grad_norm, accumulate, verbose
         self.epoch, self.global_step, self.step_in_epoch = 0, 0, 0
         self.history = History()
+        self.results = {}  # the latest non-scalar metric values, e.g. a confusion matrix
         self.stop_reason = None
         self.interrupted = self.bad_loss = False
         self._announced = False
@@ -229,9 +230,7 @@ class Trainer:
         if self.interrupted:
             progress.close()
             return None
-        logs = {"loss": total / max(count, 1)}
-        for m in self.metrics:
-            logs[m.name] = m.compute()
+        logs = {"loss": total / max(count, 1), **self._scalars(self.metrics)}
         if val_loader is not None:
             logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader, _announce=False).items()})
         logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
@@ -289,8 +288,19 @@ class Trainer:
                     m.update(out, yb)
         self.model.train()
         logs = {"loss": float(B.to_numpy(total)) / max(n, 1)}
-        logs.update({m.name: m.compute() for m in metrics})
+        logs.update(self._scalars(metrics))
         return logs
+
+    def _scalars(self, metrics) -> dict:
+        """Scalar metric values for the logs; others (a confusion matrix) go to ``self.results``."""
+        out = {}
+        for m in metrics:
+            value = m.compute()
+            if isinstance(value, (int, float)):
+                out[m.name] = float(value)
+            else:
+                self.results[m.name] = value
+        return out
 
     def predict(self, x, *, batch_size=256):
         """The model's outputs for ``x``, concatenated over batches (eval mode, no gradients)."""

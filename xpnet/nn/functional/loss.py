@@ -15,8 +15,8 @@ transfer (the documented exception to "no host syncs in a training step"):
 * ``hinge_loss``, ``squared_hinge_loss``, ``exponential_loss`` and
   ``zero_one_loss`` on scores: whether every label is -1 or +1.
 
-The other losses read nothing.  Softmax cross-entropy on class indices is
-one fused operation (see :class:`_SoftmaxCrossEntropy`).
+The other losses read nothing.  Softmax cross-entropy is one fused
+operation (:class:`_CrossEntropyIndices`, :class:`_CrossEntropyProbs`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _const(name, what, v, xr, shape=None):
     """
     if v is None:
         return None
-    v = _like(_raw(_on(v, xr)), xr)
+    v = _like(_on(_raw(v), xr), xr)
     vs, xs = tuple(v.shape), tuple(xr.shape)
     if shape is not None:
         if vs != tuple(shape):
@@ -89,24 +89,28 @@ def _const(name, what, v, xr, shape=None):
     return v
 
 
-def _values(name, target, xr):
-    """A regression target: same shape as the input, cast to its dtype."""
-    t = _on(target, xr)
-    ts, xs = tuple(_raw(t).shape), tuple(xr.shape)
+def _same_shape(name, xr, t):
+    xs, ts = tuple(xr.shape), tuple(t.shape)
     if ts != xs:
         raise ValueError(f"{name}: input shape {xs} and target shape {ts} differ: expected the same "
                          "shape (a loss that broadcasts, e.g. (N, 1) against (N,), is usually a bug)")
-    return _like(t, xr)
 
 
-def _probabilities(name, target, xr):
-    """A target of probabilities: floating point, same shape as the input."""
+def _pair(name, input, target, probabilities=False):
+    """Prediction and target, checked (same shape; a floating target if ``probabilities``) and made
+    alike: the target on the input's backend and in its dtype, and both tensors if either is (so
+    that backward rules always see operands of one kind)."""
+    xr = _input(name, input)
     t = _on(target, xr)
     d = _raw(t)
-    if not B.namespace_of(d).isdtype(d.dtype, "real floating"):
+    if probabilities and not B.namespace_of(d).isdtype(d.dtype, "real floating"):
         raise TypeError(f"{name}: target must hold floating-point probabilities, got "
                         f"{B.dtype_name(d.dtype)}: convert it with .astype('float32')")
-    return _values(name, t, xr)
+    _same_shape(name, xr, d)
+    t = _like(t, xr)
+    if isinstance(t, Tensor) != isinstance(input, Tensor):
+        input, t = (v if isinstance(v, Tensor) else Tensor(v) for v in (input, t))
+    return input, t
 
 
 def _pm1_labels(name, target, xr):
@@ -115,23 +119,27 @@ def _pm1_labels(name, target, xr):
     xp = B.namespace_of(t)
     if not (xp.isdtype(t.dtype, "integral") or xp.isdtype(t.dtype, "real floating")):
         raise TypeError(f"{name}: labels must be -1 or +1 as integers or floats, got {B.dtype_name(t.dtype)}")
-    t = _values(name, t, xr)
-    if t.size and not bool(B.to_numpy(xp.all((t == 1) | (t == -1)))):
+    _same_shape(name, xr, t)
+    t = _like(t, xr)
+    if _numel(t) and not bool(B.to_numpy(xp.all((t == 1) | (t == -1)))):
         raise ValueError(f"{name}: labels must be -1 or +1, found other values "
                          "(for 0/1 labels pass 2 * y - 1)")
     return t
 
 
+def _numel(a):
+    return math.prod(a.shape)
+
+
 def _read(xp, *scalars):
-    """0-d arrays read to the host in one transfer, as Python floats."""
-    return [float(v) for v in B.to_numpy(xp.stack([xp.astype(s, xp.float64) if s.dtype != xp.float64 else s
-                                                   for s in scalars]))]
+    """0-d arrays of one dtype read to the host in one transfer, as Python floats."""
+    return [float(v) for v in B.to_numpy(xp.stack(scalars)).tolist()]
 
 
 def _reduce(loss, reduction):
     if reduction == "none":
         return loss
-    if reduction == "sum" or math.prod(_raw(loss).shape) > 0:
+    if reduction == "sum" or _numel(_raw(loss)):
         return F.sum(loss) if reduction == "sum" else F.mean(loss)
     return F.sum(loss) * math.nan  # the mean of nothing, as PyTorch
 
@@ -142,14 +150,16 @@ def _reduce(loss, reduction):
 def mse_loss(input, target, reduction: str = "mean"):
     """Mean squared error ``(input - target)^2``."""
     _check_reduction("mse_loss", reduction)
-    d = input - _values("mse_loss", target, _input("mse_loss", input))
+    input, t = _pair("mse_loss", input, target)
+    d = input - t
     return _reduce(d * d, reduction)
 
 
 def l1_loss(input, target, reduction: str = "mean"):
     """Mean absolute error ``|input - target|`` (gradient 0 where they are equal)."""
     _check_reduction("l1_loss", reduction)
-    return _reduce(F.abs(input - _values("l1_loss", target, _input("l1_loss", input))), reduction)
+    input, t = _pair("l1_loss", input, target)
+    return _reduce(F.abs(input - t), reduction)
 
 
 def msle_loss(input, target, reduction: str = "mean"):
@@ -159,15 +169,15 @@ def msle_loss(input, target, reduction: str = "mean"):
     """
     name = "msle_loss"
     _check_reduction(name, reduction)
-    xr = _input(name, input)
-    t = _values(name, target, xr)
-    if xr.size:
+    input, t = _pair(name, input, target)
+    xr = _raw(input)
+    if _numel(xr):
         xp = B.namespace_of(xr)
         lo_x, lo_t = _read(xp, xp.min(xr), xp.min(_raw(t)))
         for what, lo in (("input", lo_x), ("target", lo_t)):
             if not lo > -1:
-                raise ValueError(f"{name}: {what} has a value {lo:g} <= -1: expected values > -1 "
-                                 "(log1p is undefined there)")
+                raise ValueError(f"{name}: {what} must be > -1 (log1p is undefined below), "
+                                 f"found a minimum of {lo:g}")
     d = F.log1p(input) - F.log1p(t)
     return _reduce(d * d, reduction)
 
@@ -182,13 +192,14 @@ def mape_loss(input, target, reduction: str = "mean", eps: float = 1e-8):
     _check_reduction(name, reduction)
     if not eps > 0:
         raise ValueError(f"{name}: eps must be > 0, got {eps}")
-    t = _values(name, target, _input(name, input))
+    input, t = _pair(name, input, target)
     return _reduce(F.abs(t - input) / F.maximum(F.abs(t), eps) * 100.0, reduction)
 
 
 def _huber(name, input, target, reduction, delta, scale):
     _check_reduction(name, reduction)
-    d = input - _values(name, target, _input(name, input))
+    input, t = _pair(name, input, target)
+    d = input - t
     ad = F.abs(d)
     small = _raw(ad) < delta
     return _reduce(F.where(small, d * d * (0.5 * scale), (ad - 0.5 * delta) * (delta * scale)), reduction)
@@ -207,7 +218,8 @@ def smooth_l1_loss(input, target, reduction: str = "mean", beta: float = 1.0):
         raise ValueError(f"smooth_l1_loss: beta must be >= 0, got {beta}")
     if beta == 0:
         _check_reduction("smooth_l1_loss", reduction)
-        return _reduce(F.abs(input - _values("smooth_l1_loss", target, _input("smooth_l1_loss", input))), reduction)
+        input, t = _pair("smooth_l1_loss", input, target)
+        return _reduce(F.abs(input - t), reduction)
     return _huber("smooth_l1_loss", input, target, reduction, beta, 1.0 / beta)
 
 
@@ -225,7 +237,8 @@ class _LogCosh(Function):
 def log_cosh_loss(input, target, reduction: str = "mean"):
     """``log(cosh(input - target))``: quadratic near 0, linear (slope 1) far away."""
     _check_reduction("log_cosh_loss", reduction)
-    return _reduce(_LogCosh()(input - _values("log_cosh_loss", target, _input("log_cosh_loss", input))), reduction)
+    input, t = _pair("log_cosh_loss", input, target)
+    return _reduce(_LogCosh()(input - t), reduction)
 
 
 # ------------------------------------------------------ binary classification
@@ -269,10 +282,10 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean"):
     """
     name = "binary_cross_entropy"
     _check_reduction(name, reduction)
-    xr = _input(name, input)
-    t = _probabilities(name, target, xr)
+    input, t = _pair(name, input, target, probabilities=True)
+    xr = _raw(input)
     w = _const(name, "weight", weight, xr)
-    if xr.size:
+    if _numel(xr):
         xp = B.namespace_of(xr)
         tr = _raw(t)
         lo, hi, tlo, thi = _read(xp, xp.min(xr), xp.max(xr), xp.min(tr), xp.max(tr))
@@ -323,8 +336,8 @@ def binary_cross_entropy_with_logits(input, target, weight=None, reduction: str 
     """
     name = "binary_cross_entropy_with_logits"
     _check_reduction(name, reduction)
-    xr = _input(name, input)
-    t = _probabilities(name, target, xr)
+    input, t = _pair(name, input, target, probabilities=True)
+    xr = _raw(input)
     w = _const(name, "weight", weight, xr)
     pw = _const(name, "pos_weight", pos_weight, xr)
     return _reduce(_BCEWithLogits(w, pw)(input, t), reduction)
@@ -342,7 +355,12 @@ def _class_axis(name, xr):
 
 
 def _class_indices(name, t, xr, axis, C, ignore_index=None):
-    """Integer class indices as int64, range-checked on every backend (one host read)."""
+    """Integer class indices, range-checked on every backend (one host read).
+
+    Returns ``(y, kept)``: ``y`` as int64 with targets equal to
+    ``ignore_index`` replaced by class 0, and ``kept`` (bool) marking the
+    others (``None`` without an ``ignore_index``).
+    """
     xp = B.namespace_of(xr)
     y = _raw(t)
     want = tuple(xr.shape[:axis] + xr.shape[axis + 1:])
@@ -356,43 +374,28 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
                          f"expected class indices of shape {want}")
     if y.dtype != xp.int64:
         y = xp.astype(y, xp.int64)
-    checked = y if ignore_index is None else xp.where(y == ignore_index, xp.zeros_like(y), y)
+    kept = None
+    if ignore_index is not None:
+        kept = y != -100
+        y = xp.where(kept, y, xp.zeros_like(y))
     what = f"{name}: target class" + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-    B.check_indices(checked, C, what)
-    return y
+    B.check_indices(y, C, what)
+    return y, kept
 
 
-def _index_weights(xp, y, C, axis, w, ignore_index, eps, dtype):
-    """Per-class target weights from class indices.
-
-    Returns ``q`` (the input's shape): ``w_c ((1 - eps) [c == y] + eps / C)``
-    at kept positions, 0 at ignored ones; ``s = sum_c q`` with the class axis
-    kept; ``wy`` = the weight of each kept target (0 where ignored), whose sum
-    divides a mean.
-    """
-    dev = B.array_api_compat.device(y)
-    shape = [1] * (y.ndim + 1)
-    shape[axis] = C
-    shape = tuple(shape)
-    valid = y != ignore_index
-    hit = xp.expand_dims(y, axis=axis) == xp.reshape(xp.arange(C, dtype=y.dtype, device=dev), shape)
-    if 0 <= ignore_index < C:
-        hit = hit & xp.expand_dims(valid, axis=axis)
-    q = xp.astype(hit, dtype)
-    vf = xp.astype(valid, dtype)
+def _target_weights(xp, kept, y, w, dtype):
+    """``(wy, kf)``: the class weight of each target (1 without ``weight``), 0 where ignored; ``kf`` = kept as 0/1."""
+    kf = xp.astype(kept, dtype)
     if w is None:
-        wy = vf
-    else:
-        wb = xp.reshape(w, shape)
-        q = q * wb
-        safe = xp.where(valid, y, xp.zeros_like(y))
-        wy = xp.reshape(xp.take(w, xp.reshape(safe, (-1,))), tuple(y.shape)) * vf
-    s = wy
-    if eps:
-        spread = xp.expand_dims(vf, axis=axis) * (eps / C)
-        q = q * (1.0 - eps) + (spread if w is None else spread * wb)
-        s = wy * (1.0 - eps) + vf * (eps if w is None else xp.sum(w) * (eps / C))
-    return q, xp.expand_dims(s, axis=axis), wy
+        return kf, kf
+    return xp.reshape(xp.take(w, xp.reshape(y, (-1,))), tuple(y.shape)) * kf, kf
+
+
+def _onehot(xp, y, C, axis):
+    """``[c == y]`` (bool) with the class axis inserted at ``axis``, by comparison (no scatter)."""
+    shape = tuple(C if i == axis else 1 for i in range(y.ndim + 1))
+    classes = xp.reshape(xp.arange(C, dtype=y.dtype, device=B.array_api_compat.device(y)), shape)
+    return xp.expand_dims(y, axis=axis) == classes
 
 
 class _Softmax(Function):
@@ -412,54 +415,108 @@ class _Softmax(Function):
 
 
 class _SoftmaxCrossEntropy(Function):
-    """Log-softmax and cross-entropy along ``axis`` in one step, reduced.
+    """What the two fused cross-entropies share: logsumexp along ``axis``
+    (keeping ``exp(x - max)`` for the softmax of the backward pass), the
+    reduction, and the upstream gradient brought back to the input's rank."""
 
-    With target weights ``q`` (from class indices, or from class
-    probabilities ``t``, the optional second input) and ``s = sum_c q``:
-    ``loss = s * logsumexp(x) - sum_c q x`` and ``d loss / dx = s softmax(x) - q``.
+    def __init__(self, axis, reduction, wb, denom=None):
+        self.axis, self.reduction, self.wb, self.denom = axis, reduction, wb, denom
+
+    def _logsumexp(self, xp, x):
+        m = xp.max(x, axis=self.axis, keepdims=True)
+        self.e = xp.exp(x - m)
+        self.se = xp.sum(self.e, axis=self.axis, keepdims=True)
+        return xp.squeeze(xp.log(self.se) + m, axis=self.axis)
+
+    def _reduced(self, xp, loss):
+        if self.reduction == "none":
+            return loss
+        total = xp.sum(loss)
+        return total if self.reduction == "sum" else total / self.denom
+
+    def _upstream(self, g):
+        """``g`` with the class axis back (as size 1), divided by the mean's denominator."""
+        if self.reduction == "none":
+            return F.unsqueeze(g, self.axis)
+        return g / self.denom if self.reduction == "mean" else g
+
+    def _softmax(self, x):
+        """softmax(x), differentiable, from the forward pass's exponentials."""
+        return _Softmax(self.axis, self.e / self.se)(x)
+
+
+class _CrossEntropyIndices(_SoftmaxCrossEntropy):
+    """Log-softmax + NLL on class indices in one step.
+
+    With ``a_i = (1 - eps) w_{y_i}``, ``b_i = eps / C`` (both 0 where the
+    target is ignored) and ``s_i = a_i + b_i sum_c w_c``:
+    ``loss_i = s_i logsumexp(x_i) - a_i x_{i,y_i} - b_i sum_c w_c x_ic`` and
+    ``d loss_i / d x_i = s_i softmax(x_i) - a_i onehot(y_i) - b_i w``; without
+    smoothing (``b = None``) ``s = a`` and the gradient is ``a (softmax - onehot)``.
     The backward rule uses the differentiable softmax, so it can be
     differentiated again.
     """
 
-    def __init__(self, axis, reduction, weight, eps, q=None, s=None, denom=None):
-        self.axis, self.reduction, self.eps = axis, reduction, eps
-        self.wb, self.q, self.s, self.denom = weight, q, s, denom
+    def __init__(self, axis, reduction, wb, denom, y, a, b=None, s=None):
+        super().__init__(axis, reduction, wb, denom)
+        self.y, self.a, self.b, self.s = y, a, b, s
 
-    def _soft_weights(self, t):
-        """``q`` and ``s`` (class axis kept) for class probabilities ``t`` (raw or tensor)."""
+    def forward(self, xp, x):
+        ax = self.axis
+        lse = self._logsumexp(xp, x)
+        picked = xp.squeeze(xp.take_along_axis(x, xp.expand_dims(self.y, axis=ax), axis=ax), axis=ax)
+        if self.b is None:
+            return self._reduced(xp, (lse - picked) * self.a)
+        spread = xp.sum(x if self.wb is None else x * self.wb, axis=ax)
+        return self._reduced(xp, lse * self.s - picked * self.a - spread * self.b)
+
+    def backward(self, g, y, x):
+        if not self.needs[0]:
+            return None,
+        xp, ax = self.xp, self.axis
+        g = self._upstream(g)
+        hit = xp.astype(_onehot(xp, self.y, _raw(x).shape[ax], ax), self.a.dtype)
+        ga = g * xp.expand_dims(self.a, axis=ax)
+        if self.b is None:
+            return (self._softmax(x) - hit) * ga,
+        gx = self._softmax(x) * (g * xp.expand_dims(self.s, axis=ax)) - ga * hit
+        gb = g * xp.expand_dims(self.b, axis=ax)
+        return gx - (gb if self.wb is None else gb * self.wb),
+
+
+class _CrossEntropyProbs(_SoftmaxCrossEntropy):
+    """Log-softmax + cross-entropy on class probabilities ``t`` (the second input) in one step.
+
+    With ``q = w ((1 - eps) t + eps / C)`` and ``s = sum_c q``:
+    ``loss = s logsumexp(x) - sum_c q x``, ``d loss / dx = s softmax(x) - q``
+    and ``d loss / dt = -(1 - eps) w log_softmax(x)``.
+    """
+
+    def __init__(self, axis, reduction, wb, eps):
+        super().__init__(axis, reduction, wb)
+        self.eps = eps
+
+    def _weights(self, t):
+        """``q`` and ``s`` (class axis kept) for probabilities ``t`` (raw, or a tensor for double backprop)."""
         C = _raw(t).shape[self.axis]
         q = t * (1.0 - self.eps) + self.eps / C if self.eps else t
         if self.wb is not None:
             q = q * self.wb
         return q, F.sum(q, self.axis, keepdims=True)
 
-    def forward(self, xp, x, t=None):
-        a = self.axis
-        m = xp.max(x, axis=a, keepdims=True)
-        e = xp.exp(x - m)
-        se = xp.sum(e, axis=a, keepdims=True)
-        self.p = e / se
-        if t is not None:
-            self.q, self.s = self._soft_weights(t)
-            self.denom = math.prod(x.shape) / x.shape[a]
-        loss = xp.squeeze((xp.log(se) + m) * self.s, axis=a) - xp.sum(self.q * x, axis=a)
-        if self.reduction == "none":
-            return loss
-        total = xp.sum(loss)
-        return total if self.reduction == "sum" else total / self.denom
+    def forward(self, xp, x, t):
+        self.q, self.s = self._weights(t)
+        self.denom = math.prod(x.shape) / x.shape[self.axis]
+        loss = self._logsumexp(xp, x) * xp.squeeze(self.s, axis=self.axis) - xp.sum(self.q * x, axis=self.axis)
+        return self._reduced(xp, loss)
 
-    def backward(self, g, y, x, t=None):
-        a = self.axis
-        if self.reduction == "none":
-            g = F.unsqueeze(g, a)
-        elif self.reduction == "mean":
-            g = g / self.denom
-        q, s = self._soft_weights(t) if isinstance(t, Tensor) else (self.q, self.s)
-        gx = gt = None
-        if self.needs[0]:
-            gx = g * (_Softmax(a, self.p)(x) * s - q)
-        if t is not None and self.needs[1]:
-            gt = g * (x - F.logsumexp(x, a, keepdims=True)) * (self.eps - 1.0)
+    def backward(self, g, y, x, t):
+        g = self._upstream(g)
+        q, s = self._weights(t) if isinstance(t, Tensor) else (self.q, self.s)
+        gx = g * (self._softmax(x) * s - q) if self.needs[0] else None
+        gt = None
+        if self.needs[1]:
+            gt = g * (x - F.logsumexp(x, self.axis, keepdims=True)) * (self.eps - 1.0)
             if self.wb is not None:
                 gt = gt * self.wb
         return gx, gt
@@ -475,23 +532,29 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     targets equal to ``ignore_index`` add nothing (indices only);
     ``label_smoothing`` mixes the target with the uniform distribution.  With
     indices, ``"mean"`` divides by the summed weight of the kept targets.
+    Either way it is one fused operation.
     """
     name = "cross_entropy"
     _check_reduction(name, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"{name}: label_smoothing must be in [0, 1], got {label_smoothing}")
     xr = _input(name, input)
+    xp = B.namespace_of(xr)
     axis, C = _class_axis(name, xr)
     t = _on(target, xr)
     w = _const(name, "weight", weight, xr, shape=(C,))
-    wb = None if w is None else B.namespace_of(xr).reshape(w, tuple(C if i == axis else 1 for i in range(xr.ndim)))
+    wb = None if w is None else xp.reshape(w, tuple(C if i == axis else 1 for i in range(xr.ndim)))
     if tuple(_raw(t).shape) == tuple(xr.shape):
-        return _SoftmaxCrossEntropy(axis, reduction, wb, label_smoothing)(input, _probabilities(name, t, xr))
-    y = _class_indices(name, t, xr, axis, C, ignore_index)
-    xp = B.namespace_of(xr)
-    q, s, wy = _index_weights(xp, y, C, axis, w, ignore_index, label_smoothing, xr.dtype)
+        return _CrossEntropyProbs(axis, reduction, wb, label_smoothing)(*_pair(name, input, t, probabilities=True))
+    y, kept = _class_indices(name, t, xr, axis, C, ignore_index)
+    wy, kf = _target_weights(xp, kept, y, w, xr.dtype)
     denom = xp.sum(wy) if reduction == "mean" else None
-    return _SoftmaxCrossEntropy(axis, reduction, wb, label_smoothing, q, s, denom)(input)
+    eps = label_smoothing
+    if not eps:
+        return _CrossEntropyIndices(axis, reduction, wb, denom, y, wy)(input)
+    a, b = wy * (1.0 - eps), kf * (eps / C)
+    s = a + b * (C if w is None else xp.sum(w))
+    return _CrossEntropyIndices(axis, reduction, wb, denom, y, a, b, s)(input)
 
 
 def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean"):
@@ -504,11 +567,12 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     name = "nll_loss"
     _check_reduction(name, reduction)
     xr = _input(name, input)
+    xp = B.namespace_of(xr)
     axis, C = _class_axis(name, xr)
     w = _const(name, "weight", weight, xr, shape=(C,))
-    y = _class_indices(name, _on(target, xr), xr, axis, C, ignore_index)
-    xp = B.namespace_of(xr)
-    q, _, wy = _index_weights(xp, y, C, axis, w, ignore_index, 0.0, xr.dtype)
+    y, kept = _class_indices(name, _on(target, xr), xr, axis, C, ignore_index)
+    wy, _ = _target_weights(xp, kept, y, w, xr.dtype)
+    q = xp.where(_onehot(xp, y, C, axis), xp.expand_dims(wy, axis=axis), 0.0)  # w_y at y, 0 elsewhere
     loss = -F.sum(input * q, axis)
     if reduction == "mean":
         return F.sum(loss) / xp.sum(wy)
@@ -524,8 +588,8 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
     """
     name = "kl_div"
     _check_reduction(name, reduction, REDUCTIONS + ("batchmean",))
-    xr = _input(name, input)
-    t = _probabilities(name, target, xr)
+    input, t = _pair(name, input, target, probabilities=True)
+    xr = _raw(input)
     if log_target:
         loss = F.exp(t) * (t - input)
     else:
@@ -587,7 +651,7 @@ def zero_one_loss(pred, target, reduction: str = "mean"):
         wrong = (xr >= 0) != (y > 0)
     else:
         axis, C = _class_axis(name, xr)
-        y = _class_indices(name, t, xr, axis, C)
+        y, _ = _class_indices(name, t, xr, axis, C)
         wrong = xp.argmax(xr, axis=axis) != y
     out = xp.astype(wrong, dtype)
     if reduction != "none":
