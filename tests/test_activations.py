@@ -106,12 +106,13 @@ def test_matches_torch(bk, name, dtype, rtol, atol):
 
 
 def test_kinks_match_torch(bk):
-    """At x exactly on a kink the gradient is PyTorch's: relu'(0) = 0, hardtanh' = 0 at the bounds."""
+    """At x exactly on a kink the gradient is PyTorch's: relu'(0) = 0, hardtanh' = 0 at the bounds
+    (and gelu, whose backward divides by x, is right at 0)."""
     x = np.array([[-1.0, 0.0, 1.0, 2.0], [-2.0, -0.5, 0.0, 0.5]])
     w = np.ones((2, 4))
     for fn, spec in [(F.relu, ("relu", {})), (lambda a: F.hardtanh(a, -1.0, 1.0), ("hardtanh", {})),
                      (lambda a: F.leaky_relu(a, 0.1), ("leaky_relu", {"negative_slope": 0.1})),
-                     (F.elu, ("elu", {}))]:
+                     (F.elu, ("elu", {})), (F.gelu, ("gelu", {}))]:  # gelu'(0) = 1/2
         _, gx = _xn_forward_backward(fn, x, w, "float64")
         _, tgx = _torch_forward_backward(torch_fn(spec), x, w, "float64")
         np.testing.assert_allclose(gx, tgx, rtol=1e-12)
@@ -136,7 +137,8 @@ def test_large_inputs_stay_finite(bk, dtype):
             "log_softmax": (lambda a: F.log_softmax(a, -1), x - lse),
             "softplus": (F.softplus, np.where(x > 20, x, np.log1p(np.exp(np.minimum(x, 20))))),
             "silu": (F.silu, x / (1 + np.exp(-x))),
-            "gelu": (F.gelu, np.array([[-0.0, -0.0, 0.0, 30.0], [1000.0, -0.0, 0.8413447460685429, -0.15865525393145707]])),
+            "gelu": (F.gelu, np.array([[-0.0, -0.0, 0.0, 30.0],
+                                       [1000.0, -0.0, 0.8413447460685429, -0.15865525393145707]])),
             "elu": (F.elu, np.where(x > 0, x, np.expm1(np.minimum(x, 0)))),
         }
     for name, (fn, want) in expected.items():

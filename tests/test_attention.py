@@ -152,23 +152,24 @@ def test_default_init(bk):
 
 
 def test_mha_gradcheck(bk):
-    m = nn.MultiheadAttention(4, 2, dtype="float64")
-    mask = xn.tensor(np.array([[False, True, False], [False, False, True]]))
-    xn.gradcheck(lambda q, k, v: m(q, k, v, attn_mask=mask)[0],
-                 RNG.normal(size=(2, 4)), RNG.normal(size=(3, 4)), RNG.normal(size=(3, 4)))
+    m = nn.MultiheadAttention(E, HEADS, dtype="float64")
+    mask = xn.tensor(_mask("bool", (L, S)))
+    q, k, v = _qkv(batched=False)  # the sizes of the unbatched parity test
+    xn.gradcheck(lambda q, k, v: m(q, k, v, attn_mask=mask)[0], q, k, v)
 
 
 def test_dropout(bk):
-    m = nn.MultiheadAttention(E, HEADS, dropout=0.5)
-    x = xn.tensor(RNG.normal(size=(L, N, E)), dtype="float32")
-    ref = to_np(m.eval()(x, x, x)[0])
-    np.testing.assert_array_equal(to_np(m(x, x, x)[0]), ref)
+    m = nn.MultiheadAttention(E, HEADS, dropout=0.5, dtype="float64")
+    x = xn.tensor(RNG.normal(size=(L, N, E)), dtype="float64")
+    ref_out, ref_w = (to_np(t) for t in m.eval()(x, x, x, average_attn_weights=False))
+    np.testing.assert_array_equal(to_np(m(x, x, x)[0]), ref_out)  # eval: no dropout
     m.train()
-    if not hasattr(F, "dropout"):
-        with pytest.raises(NotImplementedError, match="dropout"):
-            m(x, x, x)
-    else:
-        assert not np.allclose(to_np(m(x, x, x)[0]), ref)
+    out, w = m(x, x, x, average_attn_weights=False)
+    assert not np.allclose(to_np(out), ref_out)
+    w = to_np(w)  # the weights returned are the dropped ones (as PyTorch): 0 or doubled
+    dropped = w == 0
+    assert dropped.any() and not dropped.all()
+    np.testing.assert_allclose(w[~dropped], 2 * ref_w[~dropped], rtol=1e-12)
 
 
 # ------------------------------------------------------- scaled_dot_product_attention

@@ -344,13 +344,12 @@ def test_linear_gradcheck(bk, shape):
     assert xn.gradgradcheck(lambda x, w, b: F.linear(x, w, b) ** 2, x, w, b)
 
 
-@pytest.mark.xfail(strict=True, reason="functional linear: the weight gradient of a 1-D input is a dot "
-                   "product instead of an outer product (reported; fix in xpnet/nn/functional/linear.py)")
 def test_linear_gradcheck_1d_input(bk):
     x = xn.tensor(RNG.normal(size=(3,)), dtype="float64")
     w = xn.tensor(RNG.normal(size=(2, 3)), dtype="float64")
     b = xn.tensor(RNG.normal(size=(2,)), dtype="float64")
     assert xn.gradcheck(F.linear, x, w, b)
+    assert xn.gradgradcheck(lambda x, w, b: F.linear(x, w, b) ** 2, x, w, b)
 
 
 def test_linear_init_bounds(bk):

@@ -224,16 +224,18 @@ def test_no_grad_forward_matches(bk):
 
 
 def test_dropout_between_layers(bk):
-    x = xn.tensor(RNG.normal(size=(L, N, IN)), dtype="float32")
+    x = xn.tensor(RNG.normal(size=(L, N, IN)), dtype="float32", requires_grad=True)
     m = nn.GRU(IN, H, num_layers=2, dropout=0.5)
     eval_out = to_np(m.eval()(x)[0])
     np.testing.assert_array_equal(to_np(m(x)[0]), eval_out)  # eval: deterministic, no dropout
     m.train()
-    if not hasattr(xn.nn.functional, "dropout"):
-        with pytest.raises(NotImplementedError, match="dropout"):
-            m(x)
-    else:
-        assert not np.allclose(to_np(m(x)[0]), eval_out)
+    xn.manual_seed(3)
+    out = m(x)[0]
+    assert not np.allclose(to_np(out), eval_out)
+    xn.manual_seed(3)
+    np.testing.assert_array_equal(to_np(m(x)[0]), to_np(out))  # the seed fixes the mask
+    out.sum().backward()
+    assert np.all(np.isfinite(to_np(x.grad))) and np.any(to_np(x.grad) != 0)
     one = nn.GRU(IN, H, num_layers=1, dropout=0.5)  # no layer to drop between
     np.testing.assert_array_equal(to_np(one(x)[0]), to_np(one.eval()(x)[0]))
 

@@ -6,7 +6,7 @@ from .. import backend as B
 from ..autograd.functions import broadcast_to, concat, mean, pad, permute, reshape, squeeze, unsqueeze
 from ..autograd.tensor import _raw
 from . import init
-from .functional import linear
+from .functional.linear import linear
 from .functional.attention import _is_bool, _like, attend
 from .linear import Linear, new_parameter
 from .module import Module

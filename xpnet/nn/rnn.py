@@ -8,14 +8,14 @@ order follow.
 
 from __future__ import annotations
 
-import importlib
 import math
 
 from .. import backend as B
 from ..autograd.functions import concat, relu, sigmoid, stack, tanh, transpose, unsqueeze
 from ..autograd.tensor import Tensor, _raw
 from . import init
-from .functional import linear
+from .functional.dropout import dropout as _dropout
+from .functional.linear import linear
 from .linear import new_parameter
 from .module import Module
 
@@ -61,14 +61,6 @@ def _unbind(x):
     if n <= 4 or not (isinstance(x, Tensor) and x.requires_grad):
         return [x[t, ...] for t in range(n)]
     return _unbind(x[:n // 2, ...]) + _unbind(x[n // 2:, ...])
-
-
-def _dropout(x, p):
-    fn = getattr(importlib.import_module(".functional.dropout", __package__), "dropout", None)
-    if fn is None:
-        raise NotImplementedError("dropout between recurrent layers needs xpnet.nn.functional.dropout, "
-                                  "which is not available yet: use dropout=0.0")
-    return fn(x, p, training=True)
 
 
 def _zeros(like, shape):
@@ -148,6 +140,9 @@ class RNNBase(Module):
         ws = [getattr(self, n) for n in self._flat_weights_names]
         return [ws[i:i + per] for i in range(0, len(ws), per)]
 
+    def flatten_parameters(self):
+        """Nothing to do (PyTorch packs weights for cuDNN here); kept so that PyTorch code runs."""
+
     def _weights(self, layer, direction):
         suffix = f"_l{layer}" + ("_reverse" if direction else "")
         get = lambda stem: self._parameters.get(stem + suffix)  # noqa: E731
@@ -226,7 +221,7 @@ class RNNBase(Module):
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
-                x = _dropout(x, self.dropout)
+                x = _dropout(x, self.dropout, training=True)
             outs = []
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, d)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from ...autograd.functions import _norm_axes, _shape, exp, leaky_relu, relu, sigmoid, sum, tanh
+from ...autograd.functions import _norm_axes, _shape, astype, exp, leaky_relu, relu, sigmoid, sum, tanh
 from ...autograd.tensor import Function, Tensor, _raw
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "gelu", "silu",
@@ -82,7 +82,7 @@ def erf(x):
 def _softmax_dim(name: str, ndim: int) -> int:
     """PyTorch's legacy choice when ``dim=None``: 0 for 0-, 1- and 3-D inputs, else 1 (with its warning)."""
     warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
-                  "Change the call to include dim=X as an argument.", UserWarning, stacklevel=3)
+                  "Change the call to include dim=X as an argument.", UserWarning, stacklevel=4)
     return 0 if ndim in (0, 1, 3) else 1
 
 
@@ -116,7 +116,6 @@ class LogSoftmax(Function):
 
 def _prepare_softmax(name, x, dim, dtype):
     if dtype is not None:
-        from ...autograd.functions import astype
         x = astype(x, dtype)
     ndim = len(_shape(_raw(x)))
     if dim is None:

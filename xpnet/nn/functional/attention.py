@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 
 from ... import backend as B
 from ...autograd.functions import matmul, sum, transpose, where
 from ...autograd.tensor import Function, Tensor, _raw
+from .dropout import dropout
 
 __all__ = ["scaled_dot_product_attention"]
 
@@ -31,13 +31,6 @@ class _Softmax(Function):
 
 def _softmax(x, axis=-1):
     return _Softmax(axis)(x)
-
-
-def _dropout(x, p):
-    fn = getattr(importlib.import_module(".dropout", __package__), "dropout", None)
-    if fn is None:
-        raise NotImplementedError("attention dropout needs xpnet.nn.functional.dropout, which is not available yet")
-    return fn(x, p, training=True)
 
 
 def _like(mask, ref):
@@ -67,7 +60,7 @@ def attend(q, k, v, masked=None, additive=None, dropout_p=0.0, scale=None):
         scores = where(masked, -math.inf, scores)
     weights = _softmax(scores, -1)
     if dropout_p > 0:
-        weights = _dropout(weights, dropout_p)
+        weights = dropout(weights, dropout_p, training=True)
     return matmul(weights, v), weights
 
 

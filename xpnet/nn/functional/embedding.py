@@ -31,7 +31,7 @@ class Embedding(Function):
         return IndexAdd(flat, 0, self.n)(g2),
 
 
-def _indices(input, weight_array, who):
+def _indices(input, weight_array, who: str):
     """``input`` (tensor, array or list of ints) as an integer array on the weight's backend."""
     idx = _raw(input)
     b = B.backend_of(weight_array)
@@ -40,6 +40,9 @@ def _indices(input, weight_array, who):
     elif B.namespace_of(idx) is not b.xp:
         raise TypeError(f"{who}: the indices live on backend {B.backend_of(idx).name} but the weight on "
                         f"{b.name}: move them to one with tensor.to(...) first")
+    elif B.device_name(B.array_api_compat.device(idx)) != B.device_name(b.device):
+        raise TypeError(f"{who}: the indices live on device {B.device_name(B.array_api_compat.device(idx))} "
+                        f"but the weight on {B.device_name(b.device)}: move them to one with tensor.to(...) first")
     if not b.xp.isdtype(idx.dtype, "integral"):
         raise TypeError(f"{who}: indices must be integers (int32 or int64), got {B.dtype_name(idx.dtype)}")
     return idx
@@ -59,7 +62,8 @@ def embedding(input, weight, padding_idx=None):
     idx = _indices(input, w, "embedding")
     if padding_idx is not None:
         if not -n <= padding_idx < n:
-            raise ValueError(f"embedding: padding_idx {padding_idx} is out of range: expected {-n} <= padding_idx < {n}")
+            raise ValueError(f"embedding: padding_idx {padding_idx} is out of range: "
+                             f"expected {-n} <= padding_idx < {n}")
         padding_idx %= n
     if math.prod(idx.shape) > 0:
         B.check_indices(idx, n, f"embedding (num_embeddings={n})")

@@ -19,7 +19,10 @@ class Linear(Function):
         gx = matmul(g, w) if self.needs[0] else None
         gw = gb = None
         if self.needs[1]:
-            g2, x2 = (g, x) if len(x.shape) == 2 else (flatten(g, 0, -2), flatten(x, 0, -2))
+            if len(x.shape) == 1:  # one sample: an outer product
+                g2, x2 = reshape(g, (1, -1)), reshape(x, (1, -1))
+            else:
+                g2, x2 = (g, x) if len(x.shape) == 2 else (flatten(g, 0, -2), flatten(x, 0, -2))
             gw = matmul(transpose(g2, 0, 1), x2)
         if b is not None and self.needs[2]:
             gb = sum(g, tuple(range(len(g.shape) - 1))) if len(g.shape) > 1 else g

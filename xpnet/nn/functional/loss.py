@@ -376,7 +376,7 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
         y = xp.astype(y, xp.int64)
     kept = None
     if ignore_index is not None:
-        kept = y != -100
+        kept = y != ignore_index
         y = xp.where(kept, y, xp.zeros_like(y))
     what = f"{name}: target class" + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
     B.check_indices(y, C, what)
