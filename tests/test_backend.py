@@ -159,3 +159,12 @@ def test_available_backends_gives_reasons():
     assert avail["numpy"] is None and avail["array_api_strict"] is None
     for name, why in avail.items():
         assert why is None or isinstance(why, str) and len(why) > 10
+
+
+def test_erf_fast_path_equals_portable(bk):
+    import math
+    xs = np.linspace(-6, 6, 121)
+    x = bk.xp.asarray(xs, device=bk.device)
+    fast, portable = to_np(B.erf(x)), to_np(B.erf_portable(x))
+    np.testing.assert_allclose(fast, portable, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(portable, [math.erf(v) for v in xs], rtol=1e-14, atol=1e-15)
