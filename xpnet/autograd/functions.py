@@ -4,6 +4,11 @@ Each public function takes tensors (or raw arrays, giving raw arrays back, as
 the backward rules need) and Python scalars.  The backward rules below use
 only operators and these same functions, so each rule serves first-order
 gradients (on raw arrays) and higher-order ones (on tensors) alike.
+
+In a rule, put the gradient (or another tensor-like value) on the left of an
+operator and raw constants (masks) on the right: ``g * mask``, not
+``mask * g``.  An array-api-strict array on the left raises instead of
+deferring to the Tensor on the right.
 """
 
 from __future__ import annotations

@@ -1,0 +1,579 @@
+"""Training-step speed: xpnet against PyTorch eager and a hand-written floor.
+
+    python backends/bench.py [--device cpu|cuda] [--backend numpy|cupy|torch|jax]
+                             [--workloads mlp_small,cnn1d,...] [--repeats 21] [--number N]
+                             [--markdown section.md] [--json results.json]
+
+Every workload is one training step (forward, backward, optimizer update) of
+the same float32 model from the same initial weights on one fixed batch, run by
+three contenders on the chosen device:
+
+- ``xpnet``: the framework on ``--backend`` (numpy on the CPU, cupy on CUDA);
+- ``torch``: PyTorch eager with ``torch.optim`` (weights loaded via state_dict);
+- ``floor``: the step written by hand in NumPy (CuPy on CUDA), once against a
+  module ``xp``: the floor any framework on that library can reach.
+
+Contenders take turns in every repeat (harness.interleaved; on a GPU the clock
+is read after a device synchronize).  Reported per workload: median ms/step,
+the ratios xpnet/floor and xpnet/torch, host reads (device->host syncs) per
+xpnet step, the growth of the process's peak RSS during the workload, the
+GPU memory each contender allocated in its first steps (CuPy pool / torch
+allocator), and the largest parameter difference from the floor after all
+contenders took the same number of steps (a check that they do the same work).
+On CUDA, TF32 is switched off in PyTorch (matmul and cuDNN) to match CuPy's
+full-float32 default.
+
+Threads: NumPy's BLAS and PyTorch each start a pool of threads; on a loaded
+machine they fight for the cores and the numbers mean little.  Pin them alike,
+e.g. ``OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1`` (set
+before Python starts); the output records these settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import json
+import math
+import os
+import pathlib
+import resource
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+import harness  # noqa: E402
+
+import xpnet as xn  # noqa: E402
+from xpnet import backend as B  # noqa: E402
+from xpnet import nn, optim  # noqa: E402
+from xpnet.nn import functional as F  # noqa: E402
+
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+PROBE_STEPS = 3  # steps of every contender for the sync count and the GPU memory
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    kind: str  # "mlp" or "cnn"
+    batch: int
+    opt: str  # "sgd" (lr 0.01) or "adam" (lr 1e-3)
+    sizes: tuple = ()  # MLP layer widths
+    gpu_only: bool = False
+
+    @property
+    def lr(self) -> float:
+        return 0.01 if self.opt == "sgd" else 1e-3
+
+    def describe(self) -> str:
+        if self.kind == "mlp":
+            model = "MLP " + "-".join(map(str, self.sizes)) + " ReLU"
+        else:
+            model = f"Conv1d(1->25,k5,s2,p1)-Conv1d(25->25,k3,s2,p1)x2 ReLU, Linear(125->10), length {CNN_LENGTH}"
+        return f"{model}, batch {self.batch}, cross-entropy, {'SGD' if self.opt == 'sgd' else 'Adam'}"
+
+
+CNN_LENGTH = 40
+CNN_CONVS = ((1, 25, 5), (25, 25, 3), (25, 25, 3))  # (in, out, kernel), all stride 2, padding 1
+WORKLOADS = {w.name: w for w in (
+    Workload("mlp_small", "mlp", 100, "sgd", (40, 100, 100, 10)),
+    Workload("cnn1d", "cnn", 100, "adam"),
+    Workload("mlp_784_b128", "mlp", 128, "sgd", (784, 512, 512, 10)),
+    Workload("mlp_784_b1024", "mlp", 1024, "sgd", (784, 512, 512, 10)),
+    Workload("mlp_wide", "mlp", 4096, "sgd", (4096, 4096, 4096, 10), gpu_only=True),
+)}
+
+
+def make_data(w: Workload, dtype="float32", seed=0):
+    """The fixed batch ``(X, Y)`` as NumPy arrays."""
+    rng = np.random.default_rng(seed)
+    shape = (w.batch, w.sizes[0]) if w.kind == "mlp" else (w.batch, 1, CNN_LENGTH)
+    return rng.normal(size=shape).astype(dtype), rng.integers(0, 10, size=w.batch)
+
+
+# ------------------------------------------------------------------ the floor
+
+def softmax_xent(xp, z, onehot):
+    """Mean softmax cross-entropy of logits ``z`` and its gradient."""
+    n = z.shape[0]
+    z = z - z.max(axis=1, keepdims=True)
+    e = xp.exp(z)
+    s = e.sum(axis=1, keepdims=True)
+    loss = xp.log(s).mean() - (z * onehot).sum() / n
+    return loss, (e / s - onehot) / n
+
+
+def mlp_grads(xp, params, X, onehot):
+    """Loss and gradients (state-dict order) of a ReLU MLP ``params = [W0, b0, W1, b1, ...]``."""
+    Ws, bs = params[0::2], params[1::2]
+    hs = [X]
+    for W, b in zip(Ws[:-1], bs[:-1]):
+        hs.append(xp.maximum(hs[-1] @ W.T + b, 0))
+    loss, g = softmax_xent(xp, hs[-1] @ Ws[-1].T + bs[-1], onehot)
+    grads = [None] * len(params)
+    for i in reversed(range(len(Ws))):
+        grads[2 * i], grads[2 * i + 1] = g.T @ hs[i], g.sum(axis=0)
+        if i:
+            g = (g @ Ws[i]) * (hs[i] > 0)
+    return loss, grads
+
+
+def conv1d_forward(xp, x, W, b, stride, pad):
+    """``(y, cols)`` for channels-last ``x`` (N, L, C) and PyTorch's ``W`` (O, C, k): im2col
+    by one strided slice per kernel offset, then one matmul; ``y`` is (N, Lo, O)."""
+    N, L, C = x.shape
+    O, _, k = W.shape
+    xpad = xp.pad(x, ((0, 0), (pad, pad), (0, 0)))
+    Lo = (L + 2 * pad - k) // stride + 1
+    span = stride * (Lo - 1) + 1
+    cols = xp.concatenate([xpad[:, j:j + span:stride, :] for j in range(k)], axis=2).reshape(N * Lo, k * C)
+    y = cols @ W.transpose(0, 2, 1).reshape(O, k * C).T + b
+    return y.reshape(N, Lo, O), cols
+
+
+def conv1d_backward(xp, g, x_shape, W, cols, stride, pad, need_input=True):
+    """``(gx, gW, gb)`` of :func:`conv1d_forward`; col2im adds the shifted slices back."""
+    N, L, C = x_shape
+    O, _, k = W.shape
+    Lo = g.shape[1]
+    g2 = g.reshape(N * Lo, O)
+    gW, gb = (g2.T @ cols).reshape(O, k, C).transpose(0, 2, 1), g2.sum(axis=0)
+    if not need_input:
+        return None, gW, gb
+    gcols = (g2 @ W.transpose(0, 2, 1).reshape(O, k * C)).reshape(N, Lo, k, C)
+    span = stride * (Lo - 1) + 1
+    gx = xp.zeros((N, L + 2 * pad, C), dtype=g.dtype)
+    for j in range(k):
+        gx[:, j:j + span:stride, :] += gcols[:, :, j, :]
+    return gx[:, pad:pad + L, :], gW, gb
+
+
+def cnn_grads(xp, params, X, onehot):
+    """Loss and gradients of the cnn1d model on channels-last ``X`` (N, L, 1)."""
+    h, cache = X, []
+    for i in range(len(CNN_CONVS)):
+        z, cols = conv1d_forward(xp, h, params[2 * i], params[2 * i + 1], 2, 1)
+        cache.append((h.shape, cols, z))
+        h = xp.maximum(z, 0)
+    flat = h.transpose(0, 2, 1).reshape(h.shape[0], -1)  # PyTorch's Flatten order: (N, C, L)
+    W, b = params[-2], params[-1]
+    loss, g = softmax_xent(xp, flat @ W.T + b, onehot)
+    grads = [None] * len(params)
+    grads[-2], grads[-1] = g.T @ flat, g.sum(axis=0)
+    N, Lo, C = h.shape
+    g = (g @ W).reshape(N, C, Lo).transpose(0, 2, 1)
+    for i in reversed(range(len(CNN_CONVS))):
+        shape, cols, z = cache[i]
+        g, grads[2 * i], grads[2 * i + 1] = conv1d_backward(xp, g * (z > 0), shape, params[2 * i], cols, 2, 1,
+                                                            need_input=i > 0)
+    return loss, grads
+
+
+def floor_step(xp, w: Workload, params, X, onehot):
+    """The hand-written training step of ``w`` on arrays of ``xp`` (updates ``params`` in place)."""
+    grads_of = mlp_grads if w.kind == "mlp" else cnn_grads
+    lr = w.lr
+    if w.opt == "sgd":
+        def step():
+            _, grads = grads_of(xp, params, X, onehot)
+            for p, g in zip(params, grads):
+                p -= lr * g
+        return step
+    b1, b2, eps = 0.9, 0.999, 1e-8
+    m = [xp.zeros_like(p) for p in params]
+    v = [xp.zeros_like(p) for p in params]
+    t = [0]
+
+    def step():
+        _, grads = grads_of(xp, params, X, onehot)
+        t[0] += 1
+        step_size, bc2 = lr / (1 - b1 ** t[0]), math.sqrt(1 - b2 ** t[0])
+        for p, g, m_, v_ in zip(params, grads, m, v):
+            m_ += (1 - b1) * (g - m_)
+            v_ *= b2
+            v_ += (1 - b2) * (g * g)
+            p -= step_size * (m_ / (xp.sqrt(v_) / bc2 + eps))
+    return step
+
+
+# ------------------------------------------------------------- contenders
+
+@dataclasses.dataclass
+class Contender:
+    step: object  # one training step
+    sync: object  # waits for the device (a no-op on the CPU)
+    params: object  # -> list of NumPy arrays in state-dict order
+    lib: str  # "numpy", "cupy", "torch" or "jax": whose allocator it uses
+
+
+def _nosync():
+    pass
+
+
+def xpnet_model(w: Workload, dtype="float32"):
+    if w.kind == "mlp":
+        layers = []
+        for a, b in zip(w.sizes[:-1], w.sizes[1:]):
+            layers += [nn.Linear(a, b, dtype=dtype), nn.ReLU()]
+        return nn.Sequential(*layers[:-1])
+    layers = []
+    for cin, cout, k in CNN_CONVS:
+        layers += [nn.Conv1d(cin, cout, k, stride=2, padding=1, dtype=dtype), nn.ReLU()]
+    return nn.Sequential(*layers, nn.Flatten(), nn.Linear(125, 10, dtype=dtype))
+
+
+def torch_model(w: Workload):
+    import torch
+    tnn = torch.nn
+    layers = []
+    if w.kind == "mlp":
+        for a, b in zip(w.sizes[:-1], w.sizes[1:]):
+            layers += [tnn.Linear(a, b), tnn.ReLU()]
+        return tnn.Sequential(*layers[:-1])
+    for cin, cout, k in CNN_CONVS:
+        layers += [tnn.Conv1d(cin, cout, k, stride=2, padding=1), tnn.ReLU()]
+    return tnn.Sequential(*layers, tnn.Flatten(), tnn.Linear(125, 10))
+
+
+def xpnet_contender(w, backend, X, Y, dtype):
+    """The xpnet step on ``backend``; returns the contender and the initial weights (NumPy)."""
+    with xn.using(backend):
+        xn.manual_seed(0)
+        model = xpnet_model(w, dtype)
+        x, y = xn.tensor(X), xn.tensor(Y)
+        opt = optim.SGD(model.parameters(), lr=w.lr) if w.opt == "sgd" else optim.Adam(model.parameters(), lr=w.lr)
+    params = list(model.parameters())
+
+    def step():
+        loss = F.cross_entropy(model(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    sync, lib = _nosync, backend.name
+    if lib == "cupy":
+        import cupy
+        sync = cupy.cuda.Device().synchronize
+    elif lib == "torch" and B.device_name(backend.device).startswith("cuda"):
+        import torch
+        sync = torch.cuda.synchronize
+    elif lib == "jax":  # asynchronous dispatch, on the CPU too
+        def sync():
+            for p in params:
+                p.data.block_until_ready()
+    init = {k: B.to_numpy(v).copy() for k, v in model.state_dict().items()}
+    return Contender(step, sync, lambda: [B.to_numpy(v) for v in model.state_dict().values()], lib), init
+
+
+def torch_contender(w, device, init, X, Y):
+    import torch
+    dev = torch.device(device)
+    model = torch_model(w).to(device=dev, dtype=torch.from_numpy(X[:0]).dtype)
+    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in init.items()})
+    x, y = torch.from_numpy(X).to(dev), torch.from_numpy(Y).to(dev)
+    opt = (torch.optim.SGD if w.opt == "sgd" else torch.optim.Adam)(model.parameters(), lr=w.lr)
+    loss_fn = torch.nn.functional.cross_entropy
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(model(x), y)
+        loss.backward()
+        opt.step()
+
+    sync = _nosync
+    if dev.type == "cuda":  # full float32 like CuPy's default (cuDNN would use TF32 for convolutions)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        sync = torch.cuda.synchronize
+    return Contender(step, sync, lambda: [v.detach().cpu().numpy() for v in model.state_dict().values()], "torch")
+
+
+def floor_contender(w, xp, init, X, Y):
+    params = [xp.asarray(v.copy()) for v in init.values()]
+    onehot = xp.asarray((Y[:, None] == np.arange(10)[None, :]).astype(X.dtype))
+    if w.kind == "cnn":  # channels last inside the floor (converted once, outside the step)
+        X = np.ascontiguousarray(X.transpose(0, 2, 1))
+    step = floor_step(xp, w, params, xp.asarray(X), onehot)
+    if xp is np:
+        return Contender(step, _nosync, lambda: params, "numpy")
+    return Contender(step, xp.cuda.Device().synchronize, lambda: [p.get() for p in params], "cupy")
+
+
+def build(w: Workload, device: str, backend, dtype="float32"):
+    """``({name: Contender}, {name: reason skipped})`` for workload ``w`` on ``device``."""
+    X, Y = make_data(w, dtype)
+    skipped = {}
+    xc, init = xpnet_contender(w, backend, X, Y, dtype)
+    out = {"xpnet": xc}
+    try:
+        import torch
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ImportError("this torch build has no CUDA")
+        out["torch"] = torch_contender(w, device, init, X, Y)
+    except ImportError as e:
+        skipped["torch"] = f"torch unavailable: {e}"
+    if device == "cpu":
+        out["floor"] = floor_contender(w, np, init, X, Y)
+    else:
+        try:
+            import cupy
+            out["floor"] = floor_contender(w, cupy, init, X, Y)
+        except ImportError as e:
+            skipped["floor"] = f"cupy unavailable: {e}"
+    return out, skipped
+
+
+# ------------------------------------------------------------ measurements
+
+@contextlib.contextmanager
+def count_host_reads():
+    """Count calls of ``xpnet.backend.to_numpy`` and of the Tensor conversions that read
+    the device (``item``, ``__float__``, ...); nested calls count once."""
+    counter = {"n": 0, "depth": 0}
+    targets = [(B, "to_numpy")] + [(xn.Tensor, n) for n in ("item", "__float__", "__int__", "__bool__",
+                                                             "tolist", "numpy") if n in vars(xn.Tensor)]
+    saved = [(obj, name, getattr(obj, name)) for obj, name in targets]
+
+    def wrap(fn):
+        def counted(*args, **kwargs):
+            counter["n"] += counter["depth"] == 0
+            counter["depth"] += 1
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                counter["depth"] -= 1
+        return counted
+
+    for obj, name, fn in saved:
+        setattr(obj, name, wrap(fn))
+    try:
+        yield counter
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+
+
+class GpuMemory:
+    """Bytes newly allocated on the GPU while a contender runs (CuPy pool or torch allocator)."""
+
+    def __init__(self, lib):
+        self.lib = lib
+
+    def __enter__(self):
+        if self.lib == "cupy":
+            import cupy
+            cupy.cuda.Device().synchronize()
+            self.pool = cupy.get_default_memory_pool()
+            self.pool.free_all_blocks()
+            self.base = self.pool.total_bytes()
+        elif self.lib == "torch":
+            import torch
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.base = torch.cuda.memory_allocated()
+        return self
+
+    def __exit__(self, *exc):
+        self.peak = None
+        if self.lib == "cupy":
+            import cupy
+            cupy.cuda.Device().synchronize()
+            self.peak = self.pool.total_bytes() - self.base
+        elif self.lib == "torch":
+            import torch
+            torch.cuda.synchronize()
+            self.peak = torch.cuda.max_memory_allocated() - self.base
+
+
+def peak_rss_bytes() -> int:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r if sys.platform == "darwin" else r * 1024
+
+
+def run_workload(w: Workload, device: str, backend, repeats: int, number=None, target=0.05):
+    """Measure one workload; returns a row (dict) of the results."""
+    rss0 = peak_rss_bytes()
+    cs, skipped = build(w, device, backend)
+    row = {"workload": w.name, "description": w.describe(), "skipped": skipped}
+    # probe: every contender takes PROBE_STEPS steps (so all take the same number in the end)
+    gpu_peak = {}
+    for name, c in cs.items():
+        mem = GpuMemory(c.lib if device == "cuda" else None)
+        with mem, count_host_reads() as reads:
+            for _ in range(PROBE_STEPS):
+                c.step()
+            c.sync()
+        if name == "xpnet":
+            row["host_reads_per_step"] = reads["n"] / PROBE_STEPS
+        if mem.peak is not None:
+            gpu_peak[name] = mem.peak
+    if number is None:  # about `target` seconds per sample for the fastest contender
+        fastest = math.inf
+        for c in cs.values():
+            for _ in range(3):
+                c.sync()
+                t0 = time.perf_counter()
+                c.step()
+                c.sync()
+                fastest = min(fastest, time.perf_counter() - t0)
+        number = max(1, round(target / fastest))
+    t = harness.interleaved({n: c.step for n, c in cs.items()}, repeats=repeats, number=number,
+                            sync={n: c.sync for n, c in cs.items()})
+    row.update(number=number, repeats=repeats, ms={n: s * 1e3 for n, s in t.items()})
+    for other in ("floor", "torch"):
+        if other in t:
+            row[f"xpnet/{other}"] = t["xpnet"] / t[other]
+    ref = cs.get("floor") or cs.get("torch")
+    if ref is not None:
+        want = [np.asarray(p, np.float64) for p in ref.params()]
+        scale = max(float(np.abs(p).max()) for p in want)
+        row["max_param_diff"] = max(
+            float(np.abs(np.asarray(a, np.float64) - b).max()) / scale
+            for c in cs.values() if c is not ref for a, b in zip(c.params(), want))
+    row["rss_growth_mb"] = (peak_rss_bytes() - rss0) / 2 ** 20
+    if device == "cuda":
+        row["gpu_alloc_mb"] = {n: b / 2 ** 20 for n, b in gpu_peak.items()}
+        try:
+            import cupy
+            pool = cupy.get_default_memory_pool()
+            row["cupy_pool_mb"] = {"used": pool.used_bytes() / 2 ** 20, "total": pool.total_bytes() / 2 ** 20}
+        except ImportError:
+            pass
+    return row
+
+
+# ------------------------------------------------------------------ output
+
+NAMES = ("xpnet", "torch", "floor")
+
+
+def _f(v, fmt):
+    return "-" if v is None else format(v, fmt)
+
+
+def table(rows, markdown=False) -> str:
+    gpu = any("gpu_alloc_mb" in r for r in rows)
+    head = ["workload", "xpnet ms", "torch ms", "floor ms", "xpnet/floor", "xpnet/torch", "syncs/step",
+            "peak RSS +MB", "param diff"]
+    if gpu:
+        head += ["GPU MB xpnet/torch/floor"]
+    lines = []
+    for r in rows:
+        if "note" in r:
+            cells = [r["workload"], r["note"]] + [""] * (len(head) - 2)
+        else:
+            ms = r["ms"]
+            cells = [r["workload"]] + [_f(ms.get(n), ".3f") for n in NAMES] + [
+                _f(r.get("xpnet/floor"), ".2f") + "x" * ("xpnet/floor" in r),
+                _f(r.get("xpnet/torch"), ".2f") + "x" * ("xpnet/torch" in r),
+                _f(r.get("host_reads_per_step"), ".1f"),
+                _f(r["rss_growth_mb"], ".1f"), _f(r.get("max_param_diff"), ".1e")]
+            if gpu:
+                g = r.get("gpu_alloc_mb", {})
+                cells.append("/".join(_f(g.get(n), ".0f") for n in NAMES))
+        lines.append(cells)
+    if markdown:
+        out = ["| " + " | ".join(head) + " |", "|---" + "|---:" * (len(head) - 1) + "|"]
+        out += ["| " + " | ".join(cells) + " |" for cells in lines]
+        return "\n".join(out)
+    notes_ = {id(c) for c, r in zip(lines, rows) if "note" in r}
+    widths = [max([len(head[i])] + [len(c[i]) for c in lines if id(c) not in notes_]) for i in range(len(head))]
+    fmt = lambda cells: "  ".join(c.ljust(wd) if i == 0 else c.rjust(wd)  # noqa: E731
+                                  for i, (c, wd) in enumerate(zip(cells, widths)))
+    text = [fmt(head), "-" * len(fmt(head))]
+    for cells in lines:
+        text.append(f"{cells[0].ljust(widths[0])}  {cells[1]}" if id(cells) in notes_ else fmt(cells))
+    return "\n".join(text)
+
+
+def notes(result) -> list:
+    """Lines under the table: workloads, skips, sync and memory remarks."""
+    out = [f"{r['workload']}: {r['description']} (median of {r['repeats']} x {r['number']} steps)"
+           for r in result["rows"] if "note" not in r]
+    for r in result["rows"]:
+        for name, why in r.get("skipped", {}).items():
+            out.append(f"{r['workload']}: {name} skipped: {why}")
+        if "cupy_pool_mb" in r:
+            p = r["cupy_pool_mb"]
+            out.append(f"{r['workload']}: CuPy pool after the workload: {p['used']:.0f} MB used, "
+                       f"{p['total']:.0f} MB held")
+    out.append("syncs/step: host reads (xpnet.backend.to_numpy, Tensor.item/float/...) per xpnet step; "
+               "cross_entropy's documented label range check is one")
+    out.append("peak RSS +MB: growth of the process's peak resident memory during the workload (all contenders); "
+               "param diff: largest parameter difference from the floor after the same steps, "
+               "relative to the largest parameter")
+    if result["device"] == "cuda":
+        out.append("GPU MB: memory each contender allocated during its first steps (CuPy pool or torch allocator)")
+    return out
+
+
+def markdown(result) -> str:
+    lines = [f"### Training step, {result['device']} ({result['date']})", "",
+             f"- machine: {result['machine']}", f"- versions: {result['versions']}",
+             f"- xpnet backend: {result['backend']}; threads: {result['threads']}", "",
+             table(result["rows"], markdown=True), ""]
+    lines += [f"- {n}" for n in notes(result)]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                   help="default: cuda if CuPy finds a GPU, else cpu")
+    p.add_argument("--backend", default=None, help="xpnet's backend (default: numpy on cpu, cupy on cuda)")
+    p.add_argument("--workloads", default=",".join(WORKLOADS), help="comma-separated, from: " + ", ".join(WORKLOADS))
+    p.add_argument("--repeats", type=int, default=21)
+    p.add_argument("--number", type=int, default=None,
+                   help="steps per sample (default: about 50 ms for the fastest contender)")
+    p.add_argument("--markdown", help="write a Markdown section for docs/benchmarks.md to this file")
+    p.add_argument("--json", help="write the results as JSON to this file")
+    args = p.parse_args(argv)
+    device = args.device or ("cuda" if B.cuda_available() else "cpu")
+    backend_name = args.backend or ("cupy" if device == "cuda" else "numpy")
+    try:
+        backend = B.get_backend(backend_name, None if backend_name == "numpy" else device)
+    except B.BackendUnavailable as e:
+        raise SystemExit(f"xpnet backend {backend_name!r} on {device}: {e}")
+    names = [n.strip() for n in args.workloads.split(",") if n.strip()]
+    unknown = [n for n in names if n not in WORKLOADS]
+    if unknown:
+        raise SystemExit(f"unknown workload(s) {', '.join(unknown)}: expected some of {', '.join(WORKLOADS)}")
+    libs = ["numpy", "xpnet", "torch"] + (["cupy"] if device == "cuda" or backend_name == "cupy" else []) + (
+        ["jax"] if backend_name == "jax" else [])
+    result = {"date": datetime.date.today().isoformat(), "machine": harness.machine(),
+              "versions": harness.versions(*libs), "device": device, "backend": B.describe(backend),
+              "args": vars(args), "rows": []}
+    threads = [f"{k}={os.environ[k]}" for k in THREAD_VARS if k in os.environ]
+    with contextlib.suppress(ImportError):
+        import torch
+        threads.insert(0, f"torch threads {torch.get_num_threads()}")
+    result["threads"] = ", ".join(threads) or "library defaults"
+    print(f"machine: {result['machine']}\nversions: {result['versions']}\n"
+          f"device: {device}, xpnet backend: {result['backend']}; threads: {result['threads']}\n", flush=True)
+    for w in (WORKLOADS["mlp_small"], WORKLOADS["cnn1d"]):  # one-time library set-up, not counted below
+        for c in build(dataclasses.replace(w, batch=2), device, backend)[0].values():
+            c.step()
+            c.sync()
+    for name in names:
+        w = WORKLOADS[name]
+        if w.gpu_only and device != "cuda":
+            result["rows"].append({"workload": name, "note": "skipped: GPU only (run with --device cuda)"})
+            continue
+        with xn.using(backend):
+            result["rows"].append(run_workload(w, device, backend, args.repeats, args.number))
+    print(table(result["rows"]))
+    for line in notes(result):
+        print("  " + line)
+    if args.markdown:
+        pathlib.Path(args.markdown).write_text(markdown(result))
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
