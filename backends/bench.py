@@ -18,8 +18,8 @@ is read after a device synchronize).  Reported per workload: median ms/step,
 the ratios xpnet/floor and xpnet/torch, host reads (device->host syncs) per
 xpnet step, the growth of the process's peak RSS during the workload, the
 GPU memory each contender allocated in its first steps (CuPy pool / torch
-allocator), and the largest parameter difference from the floor after all
-contenders took the same number of steps (a check that they do the same work).
+allocator), and the largest parameter difference from the floor after those
+first steps (a check that the contenders do the same work).
 On CUDA, TF32 is switched off in PyTorch (matmul and cuDNN) to match CuPy's
 full-float32 default.
 
@@ -399,7 +399,7 @@ def run_workload(w: Workload, device: str, backend, repeats: int, number=None, t
     rss0 = peak_rss_bytes()
     cs, skipped = build(w, device, backend)
     row = {"workload": w.name, "description": w.describe(), "skipped": skipped}
-    # probe: every contender takes PROBE_STEPS steps (so all take the same number in the end)
+    # probe: PROBE_STEPS steps of every contender from the same weights, then compare the weights
     gpu_peak = {}
     for name, c in cs.items():
         mem = GpuMemory(c.lib if device == "cuda" else None)
@@ -411,6 +411,13 @@ def run_workload(w: Workload, device: str, backend, repeats: int, number=None, t
             row["host_reads_per_step"] = reads["n"] / PROBE_STEPS
         if mem.peak is not None:
             gpu_peak[name] = mem.peak
+    ref = cs.get("floor") or cs.get("torch")
+    if ref is not None:
+        want = [np.asarray(p, np.float64) for p in ref.params()]
+        scale = max(float(np.abs(p).max()) for p in want)
+        row["max_param_diff"] = max(
+            float(np.abs(np.asarray(a, np.float64) - b).max()) / scale
+            for c in cs.values() if c is not ref for a, b in zip(c.params(), want))
     if number is None:  # about `target` seconds per sample for the fastest contender
         fastest = math.inf
         for c in cs.values():
@@ -427,13 +434,6 @@ def run_workload(w: Workload, device: str, backend, repeats: int, number=None, t
     for other in ("floor", "torch"):
         if other in t:
             row[f"xpnet/{other}"] = t["xpnet"] / t[other]
-    ref = cs.get("floor") or cs.get("torch")
-    if ref is not None:
-        want = [np.asarray(p, np.float64) for p in ref.params()]
-        scale = max(float(np.abs(p).max()) for p in want)
-        row["max_param_diff"] = max(
-            float(np.abs(np.asarray(a, np.float64) - b).max()) / scale
-            for c in cs.values() if c is not ref for a, b in zip(c.params(), want))
     row["rss_growth_mb"] = (peak_rss_bytes() - rss0) / 2 ** 20
     if device == "cuda":
         row["gpu_alloc_mb"] = {n: b / 2 ** 20 for n, b in gpu_peak.items()}
@@ -504,7 +504,7 @@ def notes(result) -> list:
     out.append("syncs/step: host reads (xpnet.backend.to_numpy, Tensor.item/float/...) per xpnet step; "
                "cross_entropy's documented label range check is one")
     out.append("peak RSS +MB: growth of the process's peak resident memory during the workload (all contenders); "
-               "param diff: largest parameter difference from the floor after the same steps, "
+               f"param diff: largest parameter difference from the floor after {PROBE_STEPS} steps, "
                "relative to the largest parameter")
     if result["device"] == "cuda":
         out.append("GPU MB: memory each contender allocated during its first steps (CuPy pool or torch allocator)")

@@ -23,8 +23,9 @@ def distinct(*shape):
     return RNG.permutation(n).reshape(shape) * 0.1 - n * 0.05
 
 
-# JAX compiles every operation it has not seen with these shapes (about 0.1 s each, eagerly),
-# so the longer comparisons with PyTorch run on JAX for a representative subset only.
+# JAX compiles every operation it has not seen with these shapes (about 0.1 s each, eagerly;
+# one conv forward and backward is ~40 compilations), so on JAX a representative subset of the
+# cases runs, to keep this file within its time budget.
 JAX_SUBSET = "JAX compiles each new operation shape eagerly: a representative subset of cases runs on JAX"
 
 
@@ -51,12 +52,14 @@ CONV_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CONV_CASES))
 def test_conv_gradcheck(bk, case):
+    jax_subset(bk, case in ("1d", "2d_dilated_groups"))
     fn, xs, ws, kw = CONV_CASES[case]
     assert xn.gradcheck(lambda x, w, b: fn(x, w, b, **kw), t64(randn(*xs)), t64(randn(*ws)), t64(randn(ws[0])))
 
 
 @pytest.mark.parametrize("case", ["1d", "2d_dilated_groups"])
 def test_conv_gradgradcheck(bk, case):
+    jax_subset(bk, case == "1d")
     fn, xs, ws, kw = CONV_CASES[case]
     assert xn.gradgradcheck(lambda x, w: fn(x, w, **kw) ** 2, t64(randn(*xs)), t64(randn(*ws)))
 
@@ -65,7 +68,9 @@ def test_conv_transpose_gradcheck(bk):
     x, w, b = t64(randn(1, 2, 3, 2)), t64(randn(2, 2, 2, 3)), t64(randn(4))
     assert xn.gradcheck(lambda x, w, b: F.conv_transpose2d(x, w, b, stride=2, padding=1, output_padding=1, groups=2),
                         x, w, b)
-    assert xn.gradgradcheck(lambda x, w: F.conv_transpose1d(x, w, stride=2) ** 2, t64(randn(1, 2, 3)), t64(randn(2, 1, 2)))
+    if bk.name != "jax":  # see JAX_SUBSET
+        assert xn.gradgradcheck(lambda x, w: F.conv_transpose1d(x, w, stride=2) ** 2,
+                                t64(randn(1, 2, 3)), t64(randn(2, 1, 2)))
 
 
 POOL_CASES = {
@@ -81,11 +86,13 @@ POOL_CASES = {
 
 @pytest.mark.parametrize("case", sorted(POOL_CASES))
 def test_pool_gradcheck(bk, case):
+    jax_subset(bk, case in ("max2d", "avg1d", "adaptive2d"))
     shape = (1, 2, 5) if "1d" in case else (1, 2, 5, 5)
     assert xn.gradcheck(POOL_CASES[case], t64(distinct(*shape)))
 
 
 def test_pool_gradgradcheck(bk):
+    jax_subset(bk, False)
     assert xn.gradgradcheck(lambda x: F.max_pool1d(x, 2) ** 2, t64(distinct(1, 2, 5)))
     assert xn.gradgradcheck(lambda x: F.avg_pool2d(x, 2, padding=1) ** 2, t64(distinct(1, 1, 3, 3)))
 
@@ -138,7 +145,7 @@ CONV_TORCH = [
 @pytest.mark.parametrize("case", range(len(CONV_TORCH)))
 def test_conv_matches_torch(bk, case, dtype, tol):
     torch = pytest.importorskip("torch")
-    jax_subset(bk, case in (1, 3) and dtype == "float64" or case == 5 and dtype == "float32")
+    jax_subset(bk, case == 3 and dtype == "float64")
     nd, xs, cout, k, s, p, d, g, bias = CONV_TORCH[case]
     ks = (k,) * nd if isinstance(k, int) else k
     x, w, b = randn(*xs), randn(cout, xs[1] // g, *ks) * 0.3, (randn(cout) if bias else None)
@@ -182,7 +189,7 @@ POOL_TORCH = [
 @pytest.mark.parametrize("case", range(len(POOL_TORCH)))
 def test_pool_matches_torch(bk, case, dtype, tol):
     torch = pytest.importorskip("torch")
-    jax_subset(bk, case in (1, 3, 7, 10) and dtype == "float64")
+    jax_subset(bk, case in (3, 10) and dtype == "float64")
     name, shape, kw = POOL_TORCH[case]
     _compare(lambda x: getattr(F, name)(x, **kw), lambda x: getattr(torch.nn.functional, name)(x, **kw),
              [distinct(*shape)], dtype, tol)

@@ -63,8 +63,8 @@ class _BatchNorm(Module):
     def forward(self, x):
         shape = tuple(x.shape)
         if len(shape) not in self.ranks:
-            raise ValueError(f"{self._name()}: input must have {' or '.join(map(str, self.ranks))} dimensions "
-                             f"({self.layout}), got shape {shape}")
+            raise ValueError(f"{self._name()}: input must have {' or '.join(map(str, self.ranks))} dimensions: "
+                             f"{self.layout}, got shape {shape}")
         if shape[1] != self.num_features:
             raise ValueError(f"{self._name()}: input has {shape[1]} channels (shape {shape}), "
                              f"expected {self.num_features}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ... import backend as B
-from ...autograd.functions import mean, reshape, sqrt, sum_to
+from ...autograd.functions import add, mean, mul, reshape, sqrt, sum_to
 from ...autograd.tensor import Function, Tensor, _raw, no_grad
 
 __all__ = ["batch_norm", "layer_norm", "group_norm"]
@@ -96,11 +96,11 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
             raise ValueError(f"{name}: running_mean and running_var are needed when training=False")
         scale = 1.0 / sqrt(_raw(running_var) + eps)
         if weight is not None:
-            scale = weight * scale
-        shift = -_raw(running_mean) * scale
+            scale = mul(weight, scale)
+        shift = mul(scale, -_raw(running_mean))
         if bias is not None:
-            shift = shift + bias
-        return input * reshape(scale, pshape) + reshape(shift, pshape)
+            shift = add(shift, bias)
+        return add(mul(input, reshape(scale, pshape)), reshape(shift, pshape))
     count = math.prod(shape) // C
     if count <= 1:
         raise ValueError(f"{name}: expected more than 1 value per channel when training, got input of shape {shape}")
