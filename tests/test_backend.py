@@ -168,3 +168,21 @@ def test_erf_fast_path_equals_portable(bk):
     fast, portable = to_np(B.erf(x)), to_np(B.erf_portable(x))
     np.testing.assert_allclose(fast, portable, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(portable, [math.erf(v) for v in xs], rtol=1e-14, atol=1e-15)
+
+
+def test_index_checks_on_an_accelerator_are_deferred_to_the_next_read(monkeypatch):
+    """Exercised on NumPy by pretending its device is a GPU: the check is queued, the
+    indices are clipped, and the error comes at the next read back to the host."""
+    b = xn.get_backend("numpy")
+    monkeypatch.setattr(B, "device_name", lambda d: "cuda:0")
+    idx = b.xp.asarray(np.array([0, 7, 2]))
+    safe = B.check_indices(idx, 5, "labels")
+    np.testing.assert_array_equal(safe, [0, 4, 2])
+    assert len(B._pending_checks) == 1
+    with pytest.raises(IndexError, match="labels: index 7 is out of range: expected 0 <= index < 5"):
+        B.to_numpy(b.xp.asarray([1.0]))
+    assert not B._pending_checks
+    B.check_indices(b.xp.asarray(np.array([1, 2])), 5, "labels")
+    B.to_numpy(b.xp.asarray([1.0]))  # a good check raises nothing
+    with pytest.raises(IndexError, match="index -1"):
+        B.check_indices(b.xp.asarray(np.array([-1])), 5, "labels", defer=False)

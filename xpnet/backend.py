@@ -323,7 +323,16 @@ def _name_of_namespace(xp) -> str:
 
 
 def to_numpy(x) -> np.ndarray:
-    """A NumPy copy of array ``x`` (from any library or device), for printing and saving."""
+    """A NumPy copy of array ``x`` (from any library or device), for printing and saving.
+
+    A read from an accelerator first raises any failed deferred index check
+    (see :func:`check_indices`)."""
+    if _pending_checks:
+        flush_checks()
+    return _host_copy(x)
+
+
+def _host_copy(x) -> np.ndarray:
     if isinstance(x, (np.ndarray, np.generic)):
         return np.asarray(x)
     c = array_api_compat
@@ -389,18 +398,60 @@ def scatter_add_portable(values, index, size: int):
     return xp.reshape(onehot @ flat, (size, *values.shape[1:]))
 
 
-def check_indices(index, size: int, what: str):
-    """Raise IndexError unless every entry of ``index`` lies in ``[0, size)``.
+_pending_checks: list = []  # input checks queued on an accelerator: (values, check)
 
-    Checked on every library alike (CuPy wraps and JAX clips out-of-range
-    indices silently); on a GPU this costs one read of the minimum and maximum.
+
+def require(values, check, defer: bool = True) -> bool:
+    """Run ``check(*values)`` (a host function that raises on bad input) on the few
+    scalars of 1-D array ``values``.
+
+    On the CPU it runs at once.  On an accelerator that would cost a
+    device-to-host synchronization per call, so the check is queued and runs
+    at the next read back to the host (:func:`flush_checks`: ``item()``,
+    ``numpy()``, the trainer's log interval, or once 64 are queued); returns
+    False then.  ``defer=False`` runs it at once everywhere.
     """
-    if math.prod(index.shape) == 0:
+    if not defer or device_name(array_api_compat.device(values)) == "cpu":
+        check(*_host_copy(values).tolist())
+        return True
+    _pending_checks.append((values, check))
+    if len(_pending_checks) >= 64:
+        flush_checks()
+    return False
+
+
+def flush_checks():
+    """Run the checks queued on an accelerator (one read for all); the first failure raises."""
+    if not _pending_checks:
         return
+    checks = list(_pending_checks)
+    _pending_checks.clear()
+    xp = namespace_of(checks[0][0])
+    host = _host_copy(xp.concat([xp.astype(v, xp.float64) for v, _ in checks])).tolist()
+    start = 0
+    for values, check in checks:
+        n = values.shape[0]
+        check(*host[start:start + n])
+        start += n
+
+
+def check_indices(index, size: int, what: str, defer: bool = True):
+    """Check that every entry of ``index`` lies in ``[0, size)`` (IndexError otherwise) and
+    return the index to use: on an accelerator the check is deferred (see :func:`require`)
+    and the indices are clipped into range meanwhile, so that no kernel reads or writes
+    out of bounds (CuPy would wrap them silently, JAX clip them)."""
+    if math.prod(index.shape) == 0:
+        return index
     xp = namespace_of(index)
-    lo, hi = (int(v) for v in to_numpy(xp.stack([xp.min(index), xp.max(index)])))
-    if lo < 0 or hi >= size:
-        raise IndexError(f"{what}: index {hi if hi >= size else lo} is out of range: expected 0 <= index < {size}")
+
+    def in_range(lo, hi):
+        if lo < 0 or hi >= size:
+            raise IndexError(f"{what}: index {int(hi if hi >= size else lo)} is out of range: "
+                             f"expected 0 <= index < {size}")
+
+    if require(xp.stack([xp.min(index), xp.max(index)]), in_range, defer):
+        return index
+    return xp.clip(index, 0, size - 1)
 
 
 def pad(x, pad_width, value=0.0):

@@ -727,7 +727,7 @@ def take(x, indices, axis: int = 0):
     """Slices of ``x`` at integer ``indices`` (1-D, each in ``[0, n)``) along ``axis``."""
     idx = _index_array(x, indices)
     axis = axis % len(_shape(_raw(x)))
-    B.check_indices(idx, _shape(_raw(x))[axis], f"take along axis {axis}")
+    idx = B.check_indices(idx, _shape(_raw(x))[axis], f"take along axis {axis}")
     return Take(idx, axis)(x)
 
 

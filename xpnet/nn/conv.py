@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from . import init
-from .functional.conv import _conv, _conv_transpose, _ntuple
+from .functional.conv import LayerName, _conv, _conv_transpose, _ntuple
 from .linear import new_parameter
 from .module import Module
 
@@ -51,9 +51,6 @@ class _ConvNd(Module):
         if self.bias is not None:
             init.fan_in_uniform_(self.bias, self.weight.shape[1] * math.prod(self.kernel_size))
 
-    def _name(self):
-        return f"{type(self).__name__}({self.extra_repr()})"
-
     def extra_repr(self):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         if self.padding != (0,) * self.nd:
@@ -72,7 +69,7 @@ class _ConvNd(Module):
 class _Conv(_ConvNd):
     def forward(self, x):
         return _conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
-                     self.nd, self._name())
+                     self.nd, LayerName(self))
 
 
 class _ConvTranspose(_ConvNd):
@@ -88,7 +85,7 @@ class _ConvTranspose(_ConvNd):
 
     def forward(self, x):
         return _conv_transpose(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
-                               self.groups, self.dilation, self.nd, self._name())
+                               self.groups, self.dilation, self.nd, LayerName(self))
 
 
 class Conv1d(_Conv):

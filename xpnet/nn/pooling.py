@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .functional import pooling as P
+from .functional.conv import LayerName
 from .module import Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "AvgPool1d", "AvgPool2d", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d"]
@@ -21,7 +22,7 @@ class _MaxPoolNd(Module):
 
     def forward(self, x):
         return P._max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
-                           self.return_indices, self.nd, f"{type(self).__name__}({self.extra_repr()})")
+                           self.return_indices, self.nd, LayerName(self))
 
     def extra_repr(self):
         return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
@@ -53,7 +54,7 @@ class _AvgPoolNd(Module):
 
     def forward(self, x):
         return P._avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
-                           self.divisor_override, self.nd, f"{type(self).__name__}({self.extra_repr()})")
+                           self.divisor_override, self.nd, LayerName(self))
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -82,7 +83,7 @@ class _AdaptiveAvgPoolNd(Module):
         self.output_size = output_size
 
     def forward(self, x):
-        return P._adaptive_avg(x, self.output_size, self.nd, f"{type(self).__name__}({self.extra_repr()})")
+        return P._adaptive_avg(x, self.output_size, self.nd, LayerName(self))
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

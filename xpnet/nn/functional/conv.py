@@ -22,6 +22,20 @@ __all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "unfold",
 
 # ------------------------------------------------------------------ geometry
 
+class LayerName:
+    """A module's ``Name(extra_repr)`` for error messages, formatted only when an error is raised."""
+
+    __slots__ = ("module",)
+
+    def __init__(self, module):
+        self.module = module
+
+    def __str__(self):
+        return f"{type(self.module).__name__}({self.module.extra_repr()})"
+
+    __format__ = lambda self, spec: format(str(self), spec)  # noqa: E731
+
+
 def _ntuple(v, n: int, what: str, name: str):
     t = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
     if len(t) != n or not all(isinstance(a, int) and not isinstance(a, bool) for a in t):

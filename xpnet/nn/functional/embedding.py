@@ -66,6 +66,6 @@ def embedding(input, weight, padding_idx=None):
                              f"expected {-n} <= padding_idx < {n}")
         padding_idx %= n
     if math.prod(idx.shape) > 0:
-        B.check_indices(idx, n, f"embedding (num_embeddings={n})")
+        idx = B.check_indices(idx, n, f"embedding (num_embeddings={n})")
     return Embedding(idx, n, padding_idx)(weight)
 

@@ -5,8 +5,9 @@ Every loss takes ``reduction`` = ``"mean"`` | ``"sum"`` | ``"none"`` (and
 shape (except class indices, which drop the class axis): broadcasting a loss
 is almost always a bug, so it is an error here.
 
-Checks that need the data read it once per call, in one small device-to-host
-transfer (the documented exception to "no host syncs in a training step"):
+Checks that need the data look at a few scalars per call (``xpnet.backend.require``):
+at once on the CPU; on an accelerator they are queued on the device and raised
+at the next read back to the host, so that a training step never waits for one:
 
 * ``cross_entropy``/``nll_loss``/``zero_one_loss`` with class indices:
   min/max of the indices (CuPy would wrap and JAX clip out-of-range ones);
@@ -114,26 +115,24 @@ def _pair(name, input, target, probabilities=False):
 
 
 def _pm1_labels(name, target, xr):
-    """Labels in {-1, +1} with the input's shape, as a raw array of its dtype (one host read)."""
+    """Labels in {-1, +1} with the input's shape, as a raw array of its dtype (a deferred check on accelerators)."""
     t = _raw(_on(target, xr))
     xp = B.namespace_of(t)
     if not (xp.isdtype(t.dtype, "integral") or xp.isdtype(t.dtype, "real floating")):
         raise TypeError(f"{name}: labels must be -1 or +1 as integers or floats, got {B.dtype_name(t.dtype)}")
     _same_shape(name, xr, t)
     t = _like(t, xr)
-    if _numel(t) and not bool(B.to_numpy(xp.all((t == 1) | (t == -1)))):
-        raise ValueError(f"{name}: labels must be -1 or +1, found other values "
-                         "(for 0/1 labels pass 2 * y - 1)")
+    if _numel(t):
+        def pm1(ok):
+            if not ok:
+                raise ValueError(f"{name}: labels must be -1 or +1, found other values "
+                                 "(for 0/1 labels pass 2 * y - 1)")
+        B.require(xp.reshape(xp.astype(xp.all((t == 1) | (t == -1)), xp.int64), (1,)), pm1)
     return t
 
 
 def _numel(a):
     return math.prod(a.shape)
-
-
-def _read(xp, *scalars):
-    """0-d arrays of one dtype read to the host in one transfer, as Python floats."""
-    return [float(v) for v in B.to_numpy(xp.stack(scalars)).tolist()]
 
 
 def _reduce(loss, reduction):
@@ -165,7 +164,7 @@ def l1_loss(input, target, reduction: str = "mean"):
 def msle_loss(input, target, reduction: str = "mean"):
     """Mean squared logarithmic error ``(log1p(input) - log1p(target))^2``.
 
-    Input and target must be > -1: checked with one host read per call.
+    Input and target must be > -1: checked on every call (deferred on accelerators).
     """
     name = "msle_loss"
     _check_reduction(name, reduction)
@@ -173,11 +172,12 @@ def msle_loss(input, target, reduction: str = "mean"):
     xr = _raw(input)
     if _numel(xr):
         xp = B.namespace_of(xr)
-        lo_x, lo_t = _read(xp, xp.min(xr), xp.min(_raw(t)))
-        for what, lo in (("input", lo_x), ("target", lo_t)):
-            if not lo > -1:
-                raise ValueError(f"{name}: {what} must be > -1 (log1p is undefined below), "
-                                 f"found a minimum of {lo:g}")
+        def above_minus_one(lo_x, lo_t):
+            for what, lo in (("input", lo_x), ("target", lo_t)):
+                if not lo > -1:
+                    raise ValueError(f"{name}: {what} must be > -1 (log1p is undefined below), "
+                                     f"found a minimum of {lo:g}")
+        B.require(xp.stack([xp.min(xr), xp.min(_raw(t))]), above_minus_one)
     d = F.log1p(input) - F.log1p(t)
     return _reduce(d * d, reduction)
 
@@ -277,7 +277,7 @@ class _BinaryCrossEntropy(Function):
 def binary_cross_entropy(input, target, weight=None, reduction: str = "mean"):
     """Binary cross-entropy on probabilities ``input`` in [0, 1] (logs clamped at -100).
 
-    Input and target must lie in [0, 1]: checked with one host read per call.
+    Input and target must lie in [0, 1]: checked on every call (deferred on accelerators).
     ``weight`` rescales each element (it broadcasts to the input's shape).
     """
     name = "binary_cross_entropy"
@@ -288,12 +288,13 @@ def binary_cross_entropy(input, target, weight=None, reduction: str = "mean"):
     if _numel(xr):
         xp = B.namespace_of(xr)
         tr = _raw(t)
-        lo, hi, tlo, thi = _read(xp, xp.min(xr), xp.max(xr), xp.min(tr), xp.max(tr))
-        for what, a, b in (("input", lo, hi), ("target", tlo, thi)):
-            if not (a >= 0 and b <= 1):
-                raise ValueError(f"{name}: {what} must hold probabilities in [0, 1], found values in "
-                                 f"[{a:g}, {b:g}]" + (": for logits use binary_cross_entropy_with_logits"
-                                                        if what == "input" else ""))
+        def probabilities(lo, hi, tlo, thi):
+            for what, a, b in (("input", lo, hi), ("target", tlo, thi)):
+                if not (a >= 0 and b <= 1):
+                    raise ValueError(f"{name}: {what} must hold probabilities in [0, 1], found values in "
+                                     f"[{a:g}, {b:g}]" + (": for logits use binary_cross_entropy_with_logits"
+                                                            if what == "input" else ""))
+        B.require(xp.stack([xp.min(xr), xp.max(xr), xp.min(tr), xp.max(tr)]), probabilities)
     return _reduce(_BinaryCrossEntropy(w)(input, t), reduction)
 
 
@@ -355,7 +356,7 @@ def _class_axis(name, xr):
 
 
 def _class_indices(name, t, xr, axis, C, ignore_index=None):
-    """Integer class indices, range-checked on every backend (one host read).
+    """Integer class indices, range-checked on every backend (a deferred check on accelerators).
 
     Returns ``(y, kept)``: ``y`` as int64 with targets equal to
     ``ignore_index`` replaced by class 0, and ``kept`` (bool) marking the
@@ -379,7 +380,7 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
         kept = y != ignore_index
         y = xp.where(kept, y, xp.zeros_like(y))
     what = f"{name}: target class" + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-    B.check_indices(y, C, what)
+    y = B.check_indices(y, C, what)
     return y, kept
 
 
@@ -527,7 +528,7 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     """Softmax cross-entropy of logits ``input`` (C,), (N, C) or (N, C, d1, ...), as PyTorch.
 
     ``target`` holds class indices (integers, the input's shape without the
-    class axis; range-checked with one host read) or class probabilities
+    class axis; range-checked) or class probabilities
     (floating, the input's shape).  ``weight`` (C,) weighs the classes;
     targets equal to ``ignore_index`` add nothing (indices only);
     ``label_smoothing`` mixes the target with the uniform distribution.  With
@@ -560,7 +561,7 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
 def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: str = "mean"):
     """Negative log-likelihood ``-w_y input[y]`` of log-probabilities ``input`` (C,), (N, C) or (N, C, d1, ...).
 
-    ``target`` holds class indices (range-checked with one host read);
+    ``target`` holds class indices (range-checked);
     ``weight`` (C,) weighs the classes; ``ignore_index`` targets add nothing;
     ``"mean"`` divides by the summed weight of the kept targets.
     """
@@ -604,14 +605,14 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
 
 
 def hinge_loss(input, target, reduction: str = "mean"):
-    """Hinge loss ``max(0, 1 - y f)`` of scores ``f`` and labels ``y`` in {-1, +1} (one host read checks them)."""
+    """Hinge loss ``max(0, 1 - y f)`` of scores ``f`` and labels ``y`` in {-1, +1} (checked)."""
     _check_reduction("hinge_loss", reduction)
     y = _pm1_labels("hinge_loss", target, _input("hinge_loss", input))
     return _reduce(F.relu(1.0 - input * y), reduction)
 
 
 def squared_hinge_loss(input, target, reduction: str = "mean"):
-    """``max(0, 1 - y f)^2`` with labels ``y`` in {-1, +1} (one host read checks them)."""
+    """``max(0, 1 - y f)^2`` with labels ``y`` in {-1, +1} (checked)."""
     _check_reduction("squared_hinge_loss", reduction)
     y = _pm1_labels("squared_hinge_loss", target, _input("squared_hinge_loss", input))
     h = F.relu(1.0 - input * y)
@@ -619,7 +620,7 @@ def squared_hinge_loss(input, target, reduction: str = "mean"):
 
 
 def exponential_loss(input, target, reduction: str = "mean"):
-    """``exp(-y f)`` (AdaBoost's loss) with labels ``y`` in {-1, +1} (one host read checks them)."""
+    """``exp(-y f)`` (AdaBoost's loss) with labels ``y`` in {-1, +1} (checked)."""
     _check_reduction("exponential_loss", reduction)
     y = _pm1_labels("exponential_loss", target, _input("exponential_loss", input))
     return _reduce(F.exp(-(input * y)), reduction)
@@ -634,7 +635,7 @@ def zero_one_loss(pred, target, reduction: str = "mean"):
     Either logits ``pred`` (C,), (N, C) or (N, C, d1, ...) with integer class
     indices (the prediction is the argmax; indices range-checked), or scores
     with labels in {-1, +1} of the same shape (the prediction is +1 where
-    ``pred >= 0``, else -1; labels checked).  One host read per call.
+    ``pred >= 0``, else -1; labels checked).
     ``reduction="sum"`` counts the errors, ``"none"`` gives 1.0 per error.
     """
     name = "zero_one_loss"
