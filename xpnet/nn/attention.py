@@ -125,7 +125,7 @@ class MultiheadAttention(Module):
         """
         batched = query.ndim == 3
         self._check(query, key, value, batched)
-        name, H, hd, E = self._name(), self.num_heads, self.head_dim, self.embed_dim
+        H, hd, E = self.num_heads, self.head_dim, self.embed_dim
         if not batched or self.batch_first:  # to (seq, batch, features); q is k is v stays so
             move = (lambda t: unsqueeze(t, 1)) if not batched else (lambda t: permute(t, (1, 0, 2)))
             if query is key and key is value:
@@ -181,16 +181,17 @@ class MultiheadAttention(Module):
             shape = tuple(attn_mask.shape)
             if shape == (L, S0):
                 add(attn_mask, (1, 1, L, S0 + extra))
-            elif len(shape) == 3 and shape == ((N if batched else 1) * H, L, S0):
+            elif shape == (N * H, L, S0):
                 add(attn_mask, (N, H, L, S0 + extra))
             else:
-                expected = f"({L}, {S0}) or ({(N if batched else 1) * H}, {L}, {S0})"
+                expected = f"({L}, {S0}) or ({N * H}, {L}, {S0})"
                 raise ValueError(f"{name}: attn_mask has shape {shape}, expected {expected}")
         if key_padding_mask is not None:
             key_padding_mask = _like(key_padding_mask, query)
             shape, expected = tuple(key_padding_mask.shape), ((N, S0) if batched else (S0,))
             if shape != expected:
-                raise ValueError(f"{name}: key_padding_mask has shape {shape}, expected {expected} (batch, source length)")
+                raise ValueError(f"{name}: key_padding_mask has shape {shape}, "
+                                 f"expected {expected} (batch, source length)")
             add(key_padding_mask if batched else reshape(key_padding_mask, (1, S0)), (N, 1, 1, S0 + extra))
         m = None
         for b in masked:

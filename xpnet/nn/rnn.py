@@ -203,6 +203,9 @@ class RNNBase(Module):
             x = unsqueeze(x, 1)
         elif self.batch_first:
             x = transpose(x, 0, 1)
+        if x.shape[0] == 0:
+            raise ValueError(f"{name}: input has shape {tuple(input.shape)}: the sequence is empty, "
+                             "expected at least one time step")
         N = x.shape[1]
         H, P = self.hidden_size, self.proj_size or self.hidden_size
         h0 = c0 = None

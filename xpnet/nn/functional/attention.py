@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ... import backend as B
-from ...autograd.functions import matmul, sum, transpose, where
+from ...autograd.functions import astype, matmul, sum, transpose, where
 from ...autograd.tensor import Function, Tensor, _raw
 from .dropout import dropout
 
@@ -34,10 +34,13 @@ def _softmax(x, axis=-1):
 
 
 def _like(mask, ref):
-    """``mask`` (tensor, array, list) as an array or tensor on ``ref``'s backend; float tensors stay differentiable."""
-    if isinstance(mask, Tensor):
-        return mask
-    return B.as_array(mask, None, B.backend_of(_raw(ref)))
+    """``mask`` (tensor, array, list) on ``ref``'s backend, a float one in ``ref``'s dtype
+    (float tensors stay differentiable)."""
+    if not isinstance(mask, Tensor):
+        mask = B.as_array(mask, None, B.backend_of(_raw(ref)))
+    if not _is_bool(mask) and B.dtype_name(mask.dtype) != B.dtype_name(ref.dtype):
+        mask = astype(mask, ref.dtype)
+    return mask
 
 
 def _is_bool(mask) -> bool:

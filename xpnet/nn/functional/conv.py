@@ -58,6 +58,7 @@ class Geometry:
                         in zip(self.out, self.stride, self.dilation, self.kernel, self.lo, self.size))
         self.n = len(self.size)
         self.K = math.prod(self.kernel)
+        self.L = math.prod(self.out)
         offsets = [()]
         for k, d in zip(self.kernel, self.dilation):
             offsets = [o + (i * d,) for o in offsets for i in range(k)]
@@ -81,28 +82,30 @@ class Geometry:
             out.append(o)
         return cls(size, kernel, stride, dilation, lo, out)
 
-    @property
-    def L(self) -> int:
-        return math.prod(self.out)
 
+def _pad(xp, x, widths, value=0.0, blocks=None):
+    """Constant padding of the trailing axes (``widths`` per trailing axis).
 
-def _pad(xp, x, widths, value=0.0):
-    """Constant padding of the trailing axes (``widths`` per trailing axis) by concatenation."""
+    Small arrays are padded by concatenation (a few microseconds; ``blocks``, a
+    dict, lets calls share their constant blocks); large ones by the backend's
+    ``pad`` (the library's own, one pass instead of one per axis).
+    """
     first = x.ndim - len(widths)
-    dev = B.array_api_compat.device(x)
+    if math.prod(x.shape) >= 1 << 16:
+        return B.pad(x, [(0, 0)] * first + [tuple(w) for w in widths], value)
+    blocks = {} if blocks is None else blocks
     for i, (a, b) in enumerate(widths):
         if a == 0 and b == 0:
             continue
-        ax = first + i
         parts = [x]
-        shape = list(x.shape)
-        if a:
-            shape[ax] = a
-            parts.insert(0, xp.full(tuple(shape), value, dtype=x.dtype, device=dev))
-        if b:
-            shape[ax] = b
-            parts.append(xp.full(tuple(shape), value, dtype=x.dtype, device=dev))
-        x = xp.concat(parts, axis=ax)
+        for n, where in ((a, 0), (b, 1)):
+            if n:
+                shape = tuple(x.shape[:first + i]) + (n,) + tuple(x.shape[first + i + 1:])
+                block = blocks.get(shape)
+                if block is None:
+                    block = blocks[shape] = xp.full(shape, value, dtype=x.dtype, device=B.array_api_compat.device(x))
+                parts.insert(len(parts) * where, block)
+        x = xp.concat(parts, axis=first + i)
     return x
 
 
@@ -130,11 +133,11 @@ def _fold(xp, cols, geo: Geometry, axis: int):
     dev = B.array_api_compat.device(cols)
     Q = [max(-(-(lo + S) // s), (k - 1) * d // s + o) for lo, S, s, k, d, o
          in zip(geo.lo, geo.size, geo.stride, geo.kernel, geo.dilation, geo.out)]
-    phases = {}
+    phases, blocks = {}, {}
     for t, off in enumerate(geo.offsets):
         piece = cols[:, t, ...] if axis == 1 else cols[:, :, t, ...]
         qr = [divmod(p, s) for p, s in zip(off, geo.stride)]
-        piece = _pad(xp, piece, [(q, Qa - q - o) for (q, _), Qa, o in zip(qr, Q, geo.out)])
+        piece = _pad(xp, piece, [(q, Qa - q - o) for (q, _), Qa, o in zip(qr, Q, geo.out)], 0.0, blocks)
         r = tuple(r for _, r in qr)
         phases[r] = phases[r] + piece if r in phases else piece
 
@@ -185,16 +188,37 @@ def _swap01(nd: int):
     return (1, 0) + tuple(range(2, nd + 2))
 
 
+class Flip(Function):
+    """Reverse the order along ``axes``."""
+
+    def __init__(self, axes):
+        self.axes = tuple(axes)
+
+    def forward(self, xp, x):
+        return xp.flip(x, axis=self.axes)
+
+    def backward(self, g, y, x):
+        return Flip(self.axes)(g),
+
+
 class Conv(Function):
     """N-d convolution (cross-correlation) with groups, as im2col + one matrix product.
 
     x: (N, C, *S), w: (Cout, C/groups, *k), b: (Cout,) -> (N, Cout, *O).
     The patch matrix is laid out (C*K, N*L) so that the product is a single
-    GEMM per group; it is kept for the weight gradient.
+    GEMM per group; it is kept for the weight gradient.  The input gradient
+    is col2im of w^T g, or, for stride 1, the convolution of the padded g with
+    the flipped kernel (the sum over kernel offsets then happens in the GEMM).
     """
 
-    def __init__(self, geo: Geometry, groups: int):
+    def __init__(self, geo: Geometry, groups: int, hi=None):
         self.geo, self.groups = geo, groups
+        self.transposed = None  # the geometry of the input gradient as a convolution, where one exists
+        if hi is not None and all(s == 1 for s in geo.stride):
+            span = [d * (k - 1) for k, d in zip(geo.kernel, geo.dilation)]
+            lo2, hi2 = [a - b for a, b in zip(span, geo.lo)], [a - b for a, b in zip(span, hi)]
+            if min(lo2 + hi2) >= 0:
+                self.transposed = Geometry.sliding(geo.out, geo.kernel, geo.stride, geo.dilation, lo2, hi2, "conv")
 
     def _wshape(self, w):
         G, cout = self.groups, w.shape[0]
@@ -219,12 +243,19 @@ class Conv(Function):
     def backward(self, g, y, x, w, b=None):
         geo, nd, G = self.geo, self.geo.n, self.groups
         N, C = x.shape[0], x.shape[1]
-        cout = w.shape[0]
-        gt = reshape(permute(g, _swap01(nd)), (cout, N * geo.L) if G == 1 else (G, cout // G, N * geo.L))
-        w2 = reshape(w, self._wshape(w))
+        cout, cg, ks = w.shape[0], w.shape[1], tuple(w.shape[2:])
         gx = gw = gb = None
-        if self.needs[0]:
-            gcols = reshape(matmul(transpose(w2, -1, -2), gt), (C, geo.K, N, *geo.out))
+        gt = None
+        if self.needs[1] or (self.needs[0] and self.transposed is None):
+            gt = reshape(permute(g, _swap01(nd)), (cout, N * geo.L) if G == 1 else (G, cout // G, N * geo.L))
+        if self.needs[0] and self.transposed is not None:
+            # w as the kernel of the transposed convolution: (C, Cout/G, *k), flipped
+            wt = transpose(w, 0, 1) if G == 1 else reshape(
+                permute(reshape(w, (G, cout // G, cg, *ks)), (0, 2, 1) + tuple(range(3, nd + 3))), (C, cout // G, *ks))
+            wt = Flip(range(2, nd + 2))(wt)
+            gx = Conv(self.transposed, G)(g, wt)
+        elif self.needs[0]:
+            gcols = reshape(matmul(transpose(reshape(w, self._wshape(w)), -1, -2), gt), (C, geo.K, N, *geo.out))
             gx = permute(Fold(geo, 1)(gcols), _swap01(nd))
         if self.needs[1]:
             cols = self.cols
@@ -255,7 +286,8 @@ def _check_dtypes(name, x, *others):
     for o in others:
         if o is not None and _raw(o).dtype != dt:
             raise TypeError(f"{name}: input is {B.dtype_name(dt)} but a parameter is "
-                            f"{B.dtype_name(_raw(o).dtype)}: convert one of them (e.g. module.to('{B.dtype_name(dt)}'))")
+                            f"{B.dtype_name(_raw(o).dtype)}: convert one of them "
+                            f"(e.g. module.to('{B.dtype_name(dt)}'))")
 
 
 def _padding(padding, nd, kernel, dilation, stride, name):
@@ -297,7 +329,7 @@ def _conv(input, weight, bias, stride, padding, dilation, groups, nd, name):
     _check_dtypes(name, x, weight, bias)
     lo, hi = _padding(padding, nd, ws[2:], dilation, stride, name)
     geo = Geometry.sliding(tuple(x.shape[2:]), ws[2:], stride, dilation, lo, hi, name)
-    fn = Conv(geo, groups)
+    fn = Conv(geo, groups, hi)
     y = fn(x, weight) if bias is None else fn(x, weight, bias)
     return reshape(y, tuple(y.shape[1:])) if unbatched else y
 
@@ -311,7 +343,8 @@ def conv1d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
 
 
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
-    """2-D convolution of (N, C_in, H, W) with weight (C_out, C_in/groups, kH, kW), as ``torch.nn.functional.conv2d``."""
+    """2-D convolution of (N, C_in, H, W) with weight (C_out, C_in/groups, kH, kW), as
+    ``torch.nn.functional.conv2d``."""
     return _conv(input, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
 
 
@@ -339,7 +372,8 @@ def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups
         raise ValueError(f"{name}: bias has shape {tuple(bias.shape)}, expected ({cout},)")
     for op, s, d in zip(outpad, stride, dilation):
         if not 0 <= op < max(s, d):
-            raise ValueError(f"{name}: output_padding {outpad} must be smaller than stride {stride} or dilation {dilation}")
+            raise ValueError(f"{name}: output_padding {outpad} must be smaller than stride {stride} "
+                             f"or dilation {dilation}")
     _check_dtypes(name, x, weight, bias)
     sin = tuple(x.shape[2:])
     size = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1

@@ -107,6 +107,10 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     fn = Normalize(axes, eps, pshape)
     y = _apply(fn, input, weight, bias)
     if running_mean is not None or running_var is not None:
+        for what, r in (("running_mean", running_mean), ("running_var", running_var)):
+            if r is not None and not isinstance(r, Tensor):
+                raise TypeError(f"{name}: {what} must be a tensor (updated in place when training), "
+                                f"got {type(r).__name__}")
         with no_grad():
             m = _raw(momentum) if hasattr(_raw(momentum), "shape") else momentum
             if running_mean is not None:
