@@ -331,10 +331,11 @@ def build(w: Workload, device: str, backend, dtype="float32"):
 
 @contextlib.contextmanager
 def count_host_reads():
-    """Count calls of ``xpnet.backend.to_numpy`` and of the Tensor conversions that read
-    the device (``item``, ``__float__``, ...); nested calls count once."""
+    """Count reads back to the host: ``xpnet.backend.to_numpy`` and ``_host_copy`` (which
+    input checks use on the CPU) and the Tensor conversions (``item``, ``__float__``, ...);
+    nested calls count once.  On an accelerator input checks are deferred and read nothing."""
     counter = {"n": 0, "depth": 0}
-    targets = [(B, "to_numpy")] + [(xn.Tensor, n) for n in ("item", "__float__", "__int__", "__bool__",
+    targets = [(B, "to_numpy"), (B, "_host_copy")] + [(xn.Tensor, n) for n in ("item", "__float__", "__int__", "__bool__",
                                                              "tolist", "numpy") if n in vars(xn.Tensor)]
     saved = [(obj, name, getattr(obj, name)) for obj, name in targets]
 
@@ -457,7 +458,7 @@ def _f(v, fmt):
 
 def table(rows, markdown=False) -> str:
     gpu = any("gpu_alloc_mb" in r for r in rows)
-    head = ["workload", "xpnet ms", "torch ms", "floor ms", "xpnet/floor", "xpnet/torch", "syncs/step",
+    head = ["workload", "xpnet ms", "torch ms", "floor ms", "xpnet/floor", "xpnet/torch", "host reads/step",
             "peak RSS +MB", "param diff"]
     if gpu:
         head += ["GPU MB xpnet/torch/floor"]
@@ -501,8 +502,9 @@ def notes(result) -> list:
             p = r["cupy_pool_mb"]
             out.append(f"{r['workload']}: CuPy pool after the workload: {p['used']:.0f} MB used, "
                        f"{p['total']:.0f} MB held")
-    out.append("syncs/step: host reads (xpnet.backend.to_numpy, Tensor.item/float/...) per xpnet step; "
-               "cross_entropy's documented label range check is one")
+    out.append("host reads/step: reads back to the host per xpnet step (xpnet.backend.to_numpy/_host_copy, "
+               "Tensor.item/float/...); on the CPU cross_entropy's label range check is one such read (no device "
+               "involved); on an accelerator it is queued on the device and read at the next log interval")
     out.append("peak RSS +MB: growth of the process's peak resident memory during the workload (all contenders); "
                f"param diff: largest parameter difference from the floor after {PROBE_STEPS} steps, "
                "relative to the largest parameter")
