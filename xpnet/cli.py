@@ -132,7 +132,12 @@ def main(argv=None) -> int:
         for name, why in available_backends().items():
             print(f"{name:<18} {'available' if why is None else why}")
         return 0
-    train(args)
+    from .backend import BackendUnavailable
+    try:
+        train(args)
+    except BackendUnavailable as e:
+        print(f"xpnet train: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
