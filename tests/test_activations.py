@@ -259,3 +259,12 @@ def test_errors(bk):
         F.hardtanh(x, 1, -1)
     with pytest.raises(ValueError, match=r"Hardtanh: max_val \(0.0\) must be greater than min_val \(0.0\)"):
         nn.Hardtanh(0.0, 0.0)
+
+
+def test_softmax_of_an_all_masked_row_is_zero_not_nan(bk):
+    x = xn.tensor(np.array([[-np.inf, -np.inf, -np.inf], [0.0, 1.0, -np.inf]]), dtype="float64", requires_grad=True)
+    y = F.softmax(x, dim=1)
+    np.testing.assert_array_equal(to_np(y)[0], [0.0, 0.0, 0.0])
+    np.testing.assert_allclose(to_np(y)[1], [1 / (1 + np.e), np.e / (1 + np.e), 0.0])
+    (y * xn.tensor(np.arange(6.0).reshape(2, 3), dtype="float64")).sum().backward()
+    assert np.isfinite(to_np(x.grad)).all()

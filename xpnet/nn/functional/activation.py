@@ -46,14 +46,20 @@ def _softmax_dim(name: str, ndim: int) -> int:
 
 
 class Softmax(Function):
-    """exp(x - max) / sum(exp(x - max)) along ``dim``; backward y * (g - sum(g * y))."""
+    """exp(x - max) / sum along ``dim``; rows that are all -inf give zeros, not NaN (masked
+    attention).  ``cached``, the known output for this input, skips the work (a fused loss
+    passes the softmax it already has).  Backward: y * (g - sum(g * y))."""
 
-    def __init__(self, dim):
-        self.dim = dim
+    def __init__(self, dim, cached=None):
+        self.dim, self.cached = dim, cached
 
     def forward(self, xp, x):
-        e = xp.exp(x - xp.max(x, axis=self.dim, keepdims=True))
-        return e / xp.sum(e, axis=self.dim, keepdims=True)
+        if self.cached is not None:
+            return self.cached
+        m = xp.max(x, axis=self.dim, keepdims=True)
+        e = xp.exp(x - xp.where(xp.isfinite(m), m, xp.zeros_like(m)))
+        s = xp.sum(e, axis=self.dim, keepdims=True)
+        return e / xp.where(s > 0, s, xp.ones_like(s))
 
     def backward(self, g, y, x):
         return y * (g - sum(g * y, self.dim, keepdims=True)),

@@ -5,32 +5,12 @@ from __future__ import annotations
 import math
 
 from ... import backend as B
-from ...autograd.functions import astype, matmul, sum, transpose, where
-from ...autograd.tensor import Function, Tensor, _raw
+from ...autograd.functions import astype, matmul, transpose, where
+from ...autograd.tensor import Tensor, _raw
+from .activation import Softmax
 from .dropout import dropout
 
 __all__ = ["scaled_dot_product_attention"]
-
-
-class _Softmax(Function):
-    """Softmax along ``axis``, shifted by the maximum; rows that are all -inf give zeros."""
-
-    def __init__(self, axis):
-        self.axis = axis
-
-    def forward(self, xp, x):
-        m = xp.max(x, axis=self.axis, keepdims=True)
-        m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
-        e = xp.exp(x - m)
-        s = xp.sum(e, axis=self.axis, keepdims=True)
-        return e / xp.where(s > 0, s, xp.ones_like(s))
-
-    def backward(self, g, y, x):
-        return y * (g - sum(g * y, self.axis, keepdims=True)),
-
-
-def _softmax(x, axis=-1):
-    return _Softmax(axis)(x)
 
 
 def _like(mask, ref):
@@ -61,7 +41,7 @@ def attend(q, k, v, masked=None, additive=None, dropout_p=0.0, scale=None):
         scores = scores + additive
     if masked is not None:
         scores = where(masked, -math.inf, scores)
-    weights = _softmax(scores, -1)
+    weights = Softmax(len(_raw(scores).shape) - 1)(scores)
     if dropout_p > 0:
         weights = dropout(weights, dropout_p, training=True)
     return matmul(weights, v), weights

@@ -27,6 +27,7 @@ import math
 from ... import backend as B
 from ...autograd import functions as F
 from ...autograd.tensor import Function, Tensor, _raw
+from .activation import Softmax
 
 __all__ = [
     "mse_loss", "l1_loss", "msle_loss", "mape_loss", "huber_loss", "smooth_l1_loss",
@@ -399,22 +400,6 @@ def _onehot(xp, y, C, axis):
     return xp.expand_dims(y, axis=axis) == classes
 
 
-class _Softmax(Function):
-    """Stable softmax along ``axis``; ``cached`` (the known output for this input) skips the work."""
-
-    def __init__(self, axis, cached=None):
-        self.axis, self.cached = axis, cached
-
-    def forward(self, xp, x):
-        if self.cached is not None:
-            return self.cached
-        e = xp.exp(x - xp.max(x, axis=self.axis, keepdims=True))
-        return e / xp.sum(e, axis=self.axis, keepdims=True)
-
-    def backward(self, g, y, x):
-        return y * (g - F.sum(g * y, self.axis, keepdims=True)),
-
-
 class _SoftmaxCrossEntropy(Function):
     """What the two fused cross-entropies share: logsumexp along ``axis``
     (keeping ``exp(x - max)`` for the softmax of the backward pass), the
@@ -443,7 +428,7 @@ class _SoftmaxCrossEntropy(Function):
 
     def _softmax(self, x):
         """softmax(x), differentiable, from the forward pass's exponentials."""
-        return _Softmax(self.axis, self.e / self.se)(x)
+        return Softmax(self.axis, self.e / self.se)(x)
 
 
 class _CrossEntropyIndices(_SoftmaxCrossEntropy):
