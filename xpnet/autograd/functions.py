@@ -284,7 +284,7 @@ class Sigmoid(Function):
 
 class Relu(Function):
     def forward(self, xp, x):
-        return xp.maximum(x, xp.zeros((), dtype=x.dtype, device=B.array_api_compat.device(x)))
+        return xp.maximum(x, 0.0)
 
     def backward(self, g, y, x):
         return g * _mask(self.xp, _raw(x) > 0, g),
@@ -488,13 +488,14 @@ def std(x, axis=None, correction: float = 1, keepdims: bool = False):
 
 class Matmul(Function):
     def forward(self, xp, a, b):
-        return xp.matmul(a, b)
+        # the operator reaches the library directly; xp.matmul promotes mixed dtypes
+        return a @ b if a.dtype == b.dtype else xp.matmul(a, b)
 
     def backward(self, g, y, a, b):
         sa, sb = _shape(a), _shape(b)
         if len(sa) == 2 and len(sb) == 2:  # the common case, kept short
-            return (g @ transpose(b, 0, 1) if self.needs[0] else None,
-                    transpose(a, 0, 1) @ g if self.needs[1] else None)
+            return (matmul(g, b.mT) if self.needs[0] else None,  # (a raw constant may not lead:
+                    matmul(a.mT, g) if self.needs[1] else None)  # strict arrays refuse tensors)
         a2 = reshape(a, (1, sa[0])) if len(sa) == 1 else a
         b2 = reshape(b, (sb[0], 1)) if len(sb) == 1 else b
         gshape = _shape(g)
@@ -534,6 +535,9 @@ class Permute(Function):
         self.axes = axes
 
     def forward(self, xp, x):
+        n = len(self.axes)
+        if n >= 2 and self.axes == tuple(range(n - 2)) + (n - 1, n - 2):
+            return x.mT  # a swap of the last two axes: a view, without the compat wrapper
         return xp.permute_dims(x, self.axes)
 
     def backward(self, g, y, x):

@@ -81,6 +81,13 @@ class Function:
     needs = ()
 
     def __call__(self, *args):
+        for a in args:
+            if isinstance(a, Tensor):
+                break
+        else:  # raw arrays only: a backward rule running without a graph
+            for a in args:
+                if hasattr(a, "shape"):
+                    return self.forward(B.namespace_of(a), *args)
         xs, needs, first, record, gen = [], [], None, False, 0
         for a in args:
             if isinstance(a, Tensor):
@@ -93,9 +100,6 @@ class Function:
             else:
                 xs.append(a)
                 needs.append(False)
-        if first is None:  # raw arrays: a backward rule running without a graph
-            arr = next(a for a in args if hasattr(a, "shape"))
-            return self.forward(B.namespace_of(arr), *args)
         xp = B.namespace_of(first.data)
         if len(xs) > 1:
             _check_same_backend(self, xp, first.data, xs)

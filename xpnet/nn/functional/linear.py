@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ...autograd.functions import flatten, matmul, reshape, sum, transpose
+from ...autograd.functions import flatten, matmul, reshape, sum
 from ...autograd.tensor import Function
 
 __all__ = ["linear"]
@@ -12,10 +12,12 @@ class Linear(Function):
     """y = x @ W.T + b with W of shape (out, in), as PyTorch lays it out."""
 
     def forward(self, xp, x, w, b=None):
-        y = xp.matmul(x, xp.matrix_transpose(w))
+        # the operator reaches the library directly; xp.matmul promotes mixed dtypes
+        y = x @ w.mT if x.dtype == w.dtype else xp.matmul(x, w.mT)
         return y if b is None else y + b
 
     def backward(self, g, y, x, w, b=None):
+        # matmul and .mT work on raw arrays (plain backward) and on tensors (create_graph)
         gx = matmul(g, w) if self.needs[0] else None
         gw = gb = None
         if self.needs[1]:
@@ -23,7 +25,7 @@ class Linear(Function):
                 g2, x2 = reshape(g, (1, -1)), reshape(x, (1, -1))
             else:
                 g2, x2 = (g, x) if len(x.shape) == 2 else (flatten(g, 0, -2), flatten(x, 0, -2))
-            gw = matmul(transpose(g2, 0, 1), x2)
+            gw = matmul(g2.mT, x2)
         if b is not None and self.needs[2]:
             gb = sum(g, tuple(range(len(g.shape) - 1))) if len(g.shape) > 1 else g
         return gx, gw, gb
