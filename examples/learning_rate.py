@@ -32,14 +32,13 @@ Gradient descent moves every parameter by ``lr * gradient``.
 """
 
 import argparse
-import math
 import pathlib
 
 import numpy as np
 
 import xpnet as xn
 from xpnet import nn
-from xpnet.data import ArrayDataset, DataLoader, load_digits, train_test_split
+from xpnet.data import load_digits, train_test_split
 from xpnet.optim.lr_scheduler import ReduceLROnPlateau, StepLR
 from xpnet.plot import plot_lr_range, suggest_lr
 
@@ -130,31 +129,14 @@ def train_with_schedule(data, schedule, epochs, lr=0.2, seed=0):
 
 def lr_range_test(data, start=1e-5, end=10.0, steps=100, seed=0):
     """Losses of ``steps`` mini-batches with the rate growing from ``start`` to ``end``
-    geometrically; stops early once the loss is non-finite or 4x its minimum."""
+    geometrically (Trainer.lr_range_test; the model is put back afterwards)."""
     Xtr, _, ytr, _ = data
     xn.manual_seed(seed)
     model = mlp()
     opt = xn.optim.SGD(model.parameters(), lr=start, momentum=0.9)
-    loader = DataLoader(ArrayDataset(Xtr, ytr), batch_size=64, shuffle=True, seed=seed)
-    factor = (end / start) ** (1.0 / (steps - 1))
-    lrs, losses, batches = [], [], iter(())
-    for i in range(steps):
-        lr = start * factor ** i
-        opt.param_groups[0]["lr"] = lr
-        try:
-            xb, yb = next(batches)
-        except StopIteration:  # a new epoch
-            batches = iter(loader)
-            xb, yb = next(batches)
-        loss = nn.functional.cross_entropy(model(xb), yb)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        value = loss.item()  # read every step: the test must see the divergence
-        lrs.append(lr)
-        losses.append(value)
-        if not math.isfinite(value) or value > 4 * min(losses):
-            break
+    trainer = xn.Trainer(model, "cross_entropy", opt, device="cpu", verbose=0)
+    lrs, losses, _ = trainer.lr_range_test(Xtr, ytr, start_lr=start, end_lr=end, num_steps=steps,
+                                           batch_size=64, seed=seed)
     return lrs, losses
 
 

@@ -240,3 +240,18 @@ def test_confusion_matrix_metric_goes_to_results_not_logs():
     h = tr.fit(X, y, epochs=1, batch_size=20, validation_data=(X, y))
     assert "confusion_matrix" not in h.history
     assert tr.results["confusion_matrix"].sum() == 60
+
+
+def test_lr_range_test_finds_a_rate_and_puts_the_model_back():
+    X, y = blobs(200)
+    tr = make(lr=0.05)
+    before = {k: to_np(v).copy() for k, v in tr.model.state_dict().items()}
+    lrs, losses, suggestion = tr.lr_range_test(X, y, start_lr=1e-5, end_lr=100.0, num_steps=80, batch_size=16)
+    assert lrs[0] == pytest.approx(1e-5) and len(lrs) == len(losses) <= 80
+    assert 1e-5 < suggestion < 100.0
+    assert min(losses) < losses[0]
+    for k, v in tr.model.state_dict().items():
+        np.testing.assert_array_equal(to_np(v), before[k])
+    assert tr.optimizer.param_groups[0]["lr"] == 0.05
+    with pytest.raises(ValueError, match="start_lr < end_lr"):
+        tr.lr_range_test(X, y, start_lr=1.0, end_lr=0.1)

@@ -311,6 +311,54 @@ class Trainer:
         self.model.train()
         return concat(outs, axis=0) if len(outs) > 1 else outs[0]
 
+    # ------------------------------------------------------------------ learning-rate range test
+    def lr_range_test(self, x, y=None, *, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=32, seed=0,
+                      diverge=4.0):
+        """Train ``num_steps`` mini-batches with the learning rate growing geometrically from
+        ``start_lr`` to ``end_lr`` and record the loss (as fastai's and Lightning's LR finder).
+        Stops once the loss is non-finite or ``diverge`` times its minimum.  The model and the
+        optimizer are put back as they were.  Returns ``(lrs, losses, suggested_lr)``; plot it
+        with :func:`xpnet.plot.plot_lr_range`.  Reads the loss every step (it must see the
+        divergence): a diagnostic, not a training loop."""
+        from ..plot import suggest_lr
+        if not 0 < start_lr < end_lr:
+            raise ValueError(f"lr_range_test: need 0 < start_lr < end_lr, got {start_lr} and {end_lr}")
+        saved_model = {k: B.to_numpy(v).copy() for k, v in self.model.state_dict().items()}
+        saved_opt = self.optimizer.state_dict()
+        saved_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        loader = self._loader(x, y, batch_size, shuffle=True, seed=seed)
+        factor = (end_lr / start_lr) ** (1.0 / max(num_steps - 1, 1))
+        lrs, losses, batches = [], [], iter(())
+        try:
+            with B.using(self.backend):
+                self.model.train()
+                for i in range(num_steps):
+                    lr = start_lr * factor ** i
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        batches = iter(loader)
+                        batch = next(batches)
+                    xb, yb = self._split(batch)
+                    loss = self.loss_fn(self.model(xb), yb) if yb is not None else self.loss_fn(self.model(xb))
+                    self.optimizer.zero_grad()
+                    loss.backward()
+                    self.optimizer.step()
+                    value = float(loss.item())
+                    lrs.append(lr)
+                    losses.append(value)
+                    if not math.isfinite(value) or value > diverge * min(losses):
+                        break
+        finally:
+            self.model.load_state_dict(saved_model)
+            self.optimizer.load_state_dict(saved_opt)
+            for group, lr in zip(self.optimizer.param_groups, saved_lrs):
+                group["lr"] = lr
+            self.optimizer.zero_grad()
+        return lrs, losses, suggest_lr(lrs, losses)
+
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path, epoch, weights_only=False, resumable=False):
         """Write the model (and unless ``weights_only`` the optimizer, scheduler, RNG and
