@@ -255,3 +255,22 @@ def test_lr_range_test_finds_a_rate_and_puts_the_model_back():
     assert tr.optimizer.param_groups[0]["lr"] == 0.05
     with pytest.raises(ValueError, match="start_lr < end_lr"):
         tr.lr_range_test(X, y, start_lr=1.0, end_lr=0.1)
+
+
+def test_ctrl_c_stops_after_the_current_step_and_keeps_history(tmp_path):
+    import os
+    import signal
+    X, y = blobs(96)
+    tr = make()
+    steps = []
+
+    def on_batch_end(batch, logs):
+        steps.append(tr.global_step)
+        if tr.global_step == 8:  # in epoch 2 (6 steps per epoch)
+            os.kill(os.getpid(), signal.SIGINT)
+
+    h = tr.fit(X, y, epochs=5, batch_size=16, callbacks=[LambdaCallback(on_train_batch_end=on_batch_end),
+                                                          BackupAndRestore(tmp_path / "bk", delete_checkpoint=False)])
+    assert steps[-1] == 8 and "interrupted" in h.stop_reason
+    assert len(h.epoch) == 1 and (tmp_path / "bk" / "backup.safetensors").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
