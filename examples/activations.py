@@ -31,6 +31,7 @@ import pathlib
 import numpy as np
 
 import xpnet as xn
+import xpnet.plot
 from xpnet import nn
 from xpnet.nn import functional as F
 from xpnet.plot import plot_activations
@@ -124,12 +125,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        import matplotlib  # noqa: F401
-        plots = True
-    except ImportError:
-        print("matplotlib is not installed: no plots (pip install 'xpnet[plot]')")
-        plots = False
+    plots = xpnet.plot.available()
 
     print("derivatives from backward() and from the formula")
     ders = derivatives()

@@ -29,6 +29,7 @@ import pathlib
 import time
 
 import xpnet as xn
+import xpnet.plot
 from xpnet import nn
 from xpnet.data import load_digits, train_test_split
 from xpnet.train import ConfusionMatrix
@@ -83,11 +84,7 @@ def main(argv=None):
 
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        print("matplotlib is not installed: no plots (pip install 'xpnet[plot]')")
-    else:
+    if xpnet.plot.available():
         from xpnet.plot import plot_confusion_matrix, plot_history
         print(f"plots: {plot_history(history, out / 'digits_cnn_history.png', metrics=['loss', 'accuracy'])}, "
               f"{plot_confusion_matrix(confusion, out / 'digits_cnn_confusion.png')}")

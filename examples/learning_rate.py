@@ -40,19 +40,10 @@ import xpnet as xn
 from xpnet import nn
 from xpnet.data import load_digits, train_test_split
 from xpnet.optim.lr_scheduler import ReduceLROnPlateau, StepLR
-from xpnet.plot import plot_lr_range, suggest_lr
+from xpnet.plot import available, plot_lr_range, suggest_lr
 
 RATES = (("too small", 0.01), ("about right", 0.5), ("too large: oscillates", 0.95),
          ("too large: diverges", 1.1))
-
-
-def have_matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-        return True
-    except ImportError:
-        print("matplotlib is not installed: no plots (pip install 'xpnet[plot]')")
-        return False
 
 
 # ---------------------------------------------------------------- 1. choosing the rate
@@ -168,7 +159,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    plots = have_matplotlib()
+    plots = available()
     result = {}
 
     print("1. full-batch gradient descent on y = 2x + 3 from w = b = 0, 30 steps")

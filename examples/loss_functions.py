@@ -31,6 +31,7 @@ import pathlib
 import numpy as np
 
 import xpnet as xn
+import xpnet.plot
 from xpnet import nn
 from xpnet.nn import functional as F
 from xpnet.plot import plot_loss_surface
@@ -182,12 +183,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    try:
-        import matplotlib  # noqa: F401
-        plots = True
-    except ImportError:
-        print("matplotlib is not installed: no plots (pip install 'xpnet[plot]')")
-        plots = False
+    plots = xpnet.plot.available()
 
     print(f"1. labels {LABELS}: absolute and squared errors summed (reduction='sum')")
     sums = [mae_mse(pred) for pred in PREDICTIONS]

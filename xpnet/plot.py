@@ -18,11 +18,22 @@ import numpy as np  # host I/O: plots are drawn from host copies of the arrays
 from . import backend as B
 from .autograd.tensor import Tensor, enable_grad
 
-__all__ = ["plot_history", "plot_lr_range", "suggest_lr", "plot_loss_surface",
+__all__ = ["available", "plot_history", "plot_lr_range", "suggest_lr", "plot_loss_surface",
            "plot_decision_boundary", "plot_activations", "plot_confusion_matrix"]
 
 
 _MISSING = "matplotlib is not installed: pip install 'xpnet[plot]'"
+
+
+def available(notice: bool = True) -> bool:
+    """True when matplotlib can be imported; otherwise prints that there will be no plots."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        if notice:
+            print("matplotlib is not installed: no plots (pip install 'xpnet[plot]')")
+        return False
+    return True
 
 
 def _figure(nrows=1, ncols=1, size=(6.4, 4.8)):
