@@ -560,3 +560,15 @@ def test_cifar_download_unpacks_safely(tmp_path, monkeypatch):
     with pytest.raises(DataFileError, match="unsafe member"):
         load_cifar10(tmp_path / "d", download=True)
     assert not (tmp_path / "escaped").exists()
+
+
+def test_set_epoch_gives_that_epochs_order():
+    from xpnet.data import ArrayDataset, DataLoader
+    X = np.arange(20.0).reshape(10, 2)
+    a = DataLoader(ArrayDataset(X), batch_size=4, shuffle=True, seed=3, backend="numpy")
+    orders = [[b[0].numpy()[:, 0].tolist() for b in a] for _ in range(3)]
+    b = DataLoader(ArrayDataset(X), batch_size=4, shuffle=True, seed=3, backend="numpy")
+    b.set_epoch(2)
+    assert [x[0].numpy()[:, 0].tolist() for x in b] == orders[2] and orders[2] != orders[0]
+    with pytest.raises(ValueError, match="epoch must be >= 0"):
+        b.set_epoch(-1)

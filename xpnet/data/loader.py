@@ -135,6 +135,18 @@ class DataLoader:
                 "rng_state": copy.deepcopy(state), "num_samples": len(self.dataset),
                 "batch_size": self.batch_size, "shuffle": self.shuffle, "drop_last": self.drop_last}
 
+    def set_epoch(self, epoch: int):
+        """Stand at the start of ``epoch``: the next pass gives the order that a loader with
+        the same seed gives in that epoch (so a run restarted at epoch k sees the same data)."""
+        if epoch < 0:
+            raise ValueError(f"DataLoader.set_epoch: epoch must be >= 0, got {epoch}")
+        self._rng = np.random.default_rng(self.seed)
+        n = len(self.dataset)
+        for _ in range(epoch):
+            if self.shuffle:
+                self._rng.permutation(n)
+        self.epoch, self._progress, self._resume = int(epoch), None, None
+
     def load_state_dict(self, state: dict):
         """Continue from a :meth:`state_dict`: the next iteration yields the
         batches the saved loader would have yielded next."""

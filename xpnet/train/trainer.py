@@ -81,6 +81,7 @@ class Trainer:
         self.clip_grad_norm, self.accumulate, self.verbose = clip_grad_norm, accumulate, verbose
         self.epoch, self.global_step, self.step_in_epoch = 0, 0, 0
         self.history = History()
+        self.loader = None  # the training DataLoader of the latest fit
         self.results = {}  # the latest non-scalar metric values, e.g. a confusion matrix
         self.stop_reason = None
         self.interrupted = self.bad_loss = False
@@ -160,6 +161,8 @@ class Trainer:
         if validation_data is not None:
             val_loader = self._loader(*validation_data, batch_size=batch_size) if isinstance(
                 validation_data, tuple) else self._loader(validation_data, batch_size=batch_size)
+        if initial_epoch and loader.epoch != initial_epoch and getattr(loader, "_resume", None) is None:
+            loader.set_epoch(initial_epoch)  # the data order that epoch has in an uninterrupted run
         self.loader, self.epoch = loader, initial_epoch
         self.stop_reason, self.interrupted, self.bad_loss = None, False, False
         progress = Progress(self.verbose, epochs)
