@@ -151,6 +151,11 @@ def device_name(device) -> str:
     return s.lower()
 
 
+def on_host(x) -> bool:
+    """Whether array ``x`` lives in host memory (reading it costs no device synchronization)."""
+    return device_name(array_api_compat.device(x)) == "cpu"
+
+
 def describe(b: "Backend") -> str:
     """``numpy / cpu``, ``cupy / cuda:0 (NVIDIA H100 80GB HBM3)``: library, device and GPU name."""
     dev = device_name(b.device)
@@ -411,7 +416,7 @@ def require(values, check, defer: bool = True) -> bool:
     ``numpy()``, the trainer's log interval, or once 64 are queued); returns
     False then.  ``defer=False`` runs it at once everywhere.
     """
-    if not defer or device_name(array_api_compat.device(values)) == "cpu":
+    if not defer or on_host(values):
         check(*_host_copy(values).tolist())
         return True
     _pending_checks.append((values, check))
@@ -435,20 +440,34 @@ def flush_checks():
         start += n
 
 
-def check_indices(index, size: int, what: str, defer: bool = True):
+def index_bounds(index):
+    """``(min, max)`` of integer array ``index`` as Python ints when it is non-empty and in host
+    memory (no device to wait for); ``None`` otherwise."""
+    if math.prod(index.shape) == 0 or not on_host(index):
+        return None
+    xp = namespace_of(index)
+    return int(xp.min(index)), int(xp.max(index))
+
+
+def check_indices(index, size: int, what: str, defer: bool = True, bounds=None):
     """Check that every entry of ``index`` lies in ``[0, size)`` (IndexError otherwise) and
     return the index to use: on an accelerator the check is deferred (see :func:`require`)
     and the indices are clipped into range meanwhile, so that no kernel reads or writes
-    out of bounds (CuPy would wrap them silently, JAX clip them)."""
+    out of bounds (CuPy would wrap them silently, JAX clip them).  ``bounds``: the
+    :func:`index_bounds` of ``index`` if the caller has them already."""
     if math.prod(index.shape) == 0:
         return index
-    xp = namespace_of(index)
 
     def in_range(lo, hi):
         if lo < 0 or hi >= size:
             raise IndexError(f"{what}: index {int(hi if hi >= size else lo)} is out of range: "
                              f"expected 0 <= index < {size}")
 
+    bounds = index_bounds(index) if bounds is None else bounds
+    if bounds is not None:
+        in_range(*bounds)
+        return index
+    xp = namespace_of(index)
     if require(xp.stack([xp.min(index), xp.max(index)]), in_range, defer):
         return index
     return xp.clip(index, 0, size - 1)

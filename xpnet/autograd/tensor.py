@@ -81,25 +81,16 @@ class Function:
     needs = ()
 
     def __call__(self, *args):
+        first = None
         for a in args:
             if isinstance(a, Tensor):
+                first = a
                 break
-        else:  # raw arrays only: a backward rule running without a graph
+        if first is None:  # raw arrays only: a backward rule running without a graph
             for a in args:
                 if hasattr(a, "shape"):
                     return self.forward(B.namespace_of(a), *args)
-        xs, needs, first, record, gen = [], [], None, False, 0
-        for a in args:
-            if isinstance(a, Tensor):
-                if first is None:
-                    first = a
-                xs.append(a.data)
-                needs.append(a.requires_grad)
-                record = record or a.requires_grad
-                gen = a.generation if a.generation > gen else gen
-            else:
-                xs.append(a)
-                needs.append(False)
+        xs = [a.data if isinstance(a, Tensor) else a for a in args]
         xp = B.namespace_of(first.data)
         if len(xs) > 1:
             _check_same_backend(self, xp, first.data, xs)
@@ -111,10 +102,12 @@ class Function:
                 f"{type(self).__name__.lower()}: cannot apply to inputs "
                 f"{', '.join(_describe(a) for a in args)}: {e}") from e
         out = Tensor(y)
-        if record and _state["grad_enabled"]:
-            self.inputs, self.needs, self.xp, self.generation = args, tuple(needs), xp, gen
-            self.output = weakref.ref(out)
-            out.creator, out.requires_grad, out.generation = self, True, gen + 1
+        if _state["grad_enabled"]:
+            needs = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            if True in needs:
+                self.inputs, self.needs, self.xp = args, needs, xp
+                self.output = weakref.ref(out)
+                out.creator, out.requires_grad = self, True
         return out
 
     def forward(self, xp, *xs):
@@ -146,7 +139,7 @@ def _check_same_device(fn, xs):
 class Tensor:
     """A backend array (``.data``) with a gradient and a place in the graph."""
 
-    __slots__ = ("data", "grad", "creator", "requires_grad", "generation", "_retain", "__weakref__")
+    __slots__ = ("data", "grad", "creator", "requires_grad", "_retain", "__weakref__")
     __array_ufunc__ = None  # NumPy defers to our reflected operators
     __array_priority__ = 1000
 
@@ -155,7 +148,6 @@ class Tensor:
         self.grad = None
         self.creator = None
         self.requires_grad = False
-        self.generation = 0
         self._retain = False
         if requires_grad:
             self.requires_grad_(True)

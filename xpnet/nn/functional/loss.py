@@ -376,28 +376,37 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
                          f"expected class indices of shape {want}")
     if y.dtype != xp.int64:
         y = xp.astype(y, xp.int64)
-    kept = None
-    if ignore_index is not None:
-        kept = y != ignore_index
-        y = xp.where(kept, y, xp.zeros_like(y))
     what = f"{name}: target class" + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-    y = B.check_indices(y, C, what)
-    return y, kept
+    bounds = B.index_bounds(y)  # read on the CPU; None on an accelerator (no synchronization)
+    if ignore_index is None or (bounds is not None and not bounds[0] <= ignore_index <= bounds[1]):
+        return B.check_indices(y, C, what, bounds=bounds), None  # nothing to ignore
+    kept = y != ignore_index
+    y = xp.where(kept, y, xp.zeros_like(y))
+    return B.check_indices(y, C, what), kept
 
 
 def _target_weights(xp, kept, y, w, dtype):
-    """``(wy, kf)``: the class weight of each target (1 without ``weight``), 0 where ignored; ``kf`` = kept as 0/1."""
-    kf = xp.astype(kept, dtype)
+    """``(wy, kf)``: the class weight of each target, 0 where ignored, and ``kept`` as 0/1;
+    ``None`` stands for all ones (no ``weight``, nothing ignored)."""
+    kf = None if kept is None else xp.astype(kept, dtype)
     if w is None:
         return kf, kf
-    return xp.reshape(xp.take(w, xp.reshape(y, (-1,))), tuple(y.shape)) * kf, kf
+    wy = xp.reshape(xp.take(w, xp.reshape(y, (-1,))), tuple(y.shape))
+    return (wy if kf is None else wy * kf), kf
+
+
+def _count(wy, y):
+    """The mean's denominator: the summed target weights (the number of targets when all are 1)."""
+    return math.prod(y.shape) if wy is None else B.namespace_of(wy).sum(wy)
 
 
 def _onehot(xp, y, C, axis):
     """``[c == y]`` (bool) with the class axis inserted at ``axis``, by comparison (no scatter)."""
-    shape = tuple(C if i == axis else 1 for i in range(y.ndim + 1))
-    classes = xp.reshape(xp.arange(C, dtype=y.dtype, device=B.array_api_compat.device(y)), shape)
-    return xp.expand_dims(y, axis=axis) == classes
+    classes = xp.arange(C, dtype=y.dtype, device=B.array_api_compat.device(y))
+    if axis == y.ndim:  # the class axis last: (..., C)
+        return y[..., None] == classes
+    shape = tuple(y.shape[:axis]) + (1,) + tuple(y.shape[axis:])
+    return xp.reshape(y, shape) == xp.reshape(classes, tuple(C if i == axis else 1 for i in range(y.ndim + 1)))
 
 
 class _SoftmaxCrossEntropy(Function):
@@ -439,34 +448,41 @@ class _CrossEntropyIndices(_SoftmaxCrossEntropy):
     ``loss_i = s_i logsumexp(x_i) - a_i x_{i,y_i} - b_i sum_c w_c x_ic`` and
     ``d loss_i / d x_i = s_i softmax(x_i) - a_i onehot(y_i) - b_i w``; without
     smoothing (``b = None``) ``s = a`` and the gradient is ``a (softmax - onehot)``.
-    The backward rule uses the differentiable softmax, so it can be
-    differentiated again.
+    ``a``, ``b`` and ``s`` are per-target arrays or plain numbers (``a = None``: 1,
+    the plain case).  The backward rule uses the differentiable softmax, so it
+    can be differentiated again.
     """
 
-    def __init__(self, axis, reduction, wb, denom, y, a, b=None, s=None):
+    def __init__(self, axis, reduction, wb, denom, y, a=None, b=None, s=None):
         super().__init__(axis, reduction, wb, denom)
         self.y, self.a, self.b, self.s = y, a, b, s
+
+    def _per_target(self, xp, v):
+        """A per-target factor broadcast against the input (class axis restored)."""
+        return xp.expand_dims(v, axis=self.axis) if hasattr(v, "shape") else v
 
     def forward(self, xp, x):
         ax = self.axis
         lse = self._logsumexp(xp, x)
-        picked = xp.squeeze(xp.take_along_axis(x, xp.expand_dims(self.y, axis=ax), axis=ax), axis=ax)
-        if self.b is None:
-            return self._reduced(xp, (lse - picked) * self.a)
-        spread = xp.sum(x if self.wb is None else x * self.wb, axis=ax)
-        return self._reduced(xp, lse * self.s - picked * self.a - spread * self.b)
+        self.hit = _onehot(xp, self.y, x.shape[ax], ax)
+        picked = xp.sum(xp.where(self.hit, x, 0.0), axis=ax)  # x at the target (no 0 * inf)
+        if self.b is not None:
+            spread = xp.sum(x if self.wb is None else x * self.wb, axis=ax)
+            return self._reduced(xp, lse * self.s - picked * self.a - spread * self.b)
+        loss = lse - picked
+        return self._reduced(xp, loss if self.a is None else loss * self.a)
 
     def backward(self, g, y, x):
         if not self.needs[0]:
             return None,
-        xp, ax = self.xp, self.axis
+        xp = self.xp
         g = self._upstream(g)
-        hit = xp.astype(_onehot(xp, self.y, _raw(x).shape[ax], ax), self.a.dtype)
-        ga = g * xp.expand_dims(self.a, axis=ax)
+        hit = xp.astype(self.hit, _raw(x).dtype)
         if self.b is None:
-            return (self._softmax(x) - hit) * ga,
-        gx = self._softmax(x) * (g * xp.expand_dims(self.s, axis=ax)) - ga * hit
-        gb = g * xp.expand_dims(self.b, axis=ax)
+            gx = self._softmax(x) - hit
+            return gx * g if self.a is None else gx * (g * self._per_target(xp, self.a)),
+        gx = self._softmax(x) * (g * self._per_target(xp, self.s)) - (g * self._per_target(xp, self.a)) * hit
+        gb = g * self._per_target(xp, self.b)
         return gx - (gb if self.wb is None else gb * self.wb),
 
 
@@ -534,11 +550,12 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
         return _CrossEntropyProbs(axis, reduction, wb, label_smoothing)(*_pair(name, input, t, probabilities=True))
     y, kept = _class_indices(name, t, xr, axis, C, ignore_index)
     wy, kf = _target_weights(xp, kept, y, w, xr.dtype)
-    denom = xp.sum(wy) if reduction == "mean" else None
+    denom = _count(wy, y) if reduction == "mean" else None
     eps = label_smoothing
     if not eps:
         return _CrossEntropyIndices(axis, reduction, wb, denom, y, wy)(input)
-    a, b = wy * (1.0 - eps), kf * (eps / C)
+    a = (1.0 - eps) if wy is None else wy * (1.0 - eps)
+    b = eps / C if kf is None else kf * (eps / C)
     s = a + b * (C if w is None else xp.sum(w))
     return _CrossEntropyIndices(axis, reduction, wb, denom, y, a, b, s)(input)
 
@@ -558,10 +575,11 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     w = _const(name, "weight", weight, xr, shape=(C,))
     y, kept = _class_indices(name, _on(target, xr), xr, axis, C, ignore_index)
     wy, _ = _target_weights(xp, kept, y, w, xr.dtype)
-    q = xp.where(_onehot(xp, y, C, axis), xp.expand_dims(wy, axis=axis), 0.0)  # w_y at y, 0 elsewhere
+    hit = _onehot(xp, y, C, axis)
+    q = xp.astype(hit, xr.dtype) if wy is None else xp.where(hit, xp.expand_dims(wy, axis=axis), 0.0)  # w_y at y
     loss = -F.sum(input * q, axis)
     if reduction == "mean":
-        return F.sum(loss) / xp.sum(wy)
+        return F.sum(loss) / _count(wy, y)
     return _reduce(loss, reduction)
 
 
