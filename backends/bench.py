@@ -1,7 +1,7 @@
 """Training-step speed: xpnet against PyTorch eager and a hand-written floor.
 
     python backends/bench.py [--device cpu|cuda] [--backend numpy|cupy|torch|jax]
-                             [--workloads mlp_small,cnn1d,...] [--repeats 21] [--number N]
+                             [--workloads mlp_small,cnn1d,...] [--repeats 21] [--number N] [--tf32]
                              [--markdown section.md] [--json results.json]
 
 Every workload is one training step (forward, backward, optimizer update) of
@@ -20,8 +20,10 @@ xpnet step, the growth of the process's peak RSS during the workload, the
 GPU memory each contender allocated in its first steps (CuPy pool / torch
 allocator), and the largest parameter difference from the floor after those
 first steps (a check that the contenders do the same work).
-On CUDA, TF32 is switched off in PyTorch (matmul and cuDNN) to match CuPy's
-full-float32 default.
+On CUDA, every contender computes float32 matmuls (and PyTorch's cuDNN convolutions) in full
+float32, CuPy's default; ``--tf32`` allows TensorFloat32 in all of them
+(``xpnet.set_float32_matmul_precision("high")``, which the torch contender follows too).
+A workload that runs out of memory is reported as skipped, with the error.
 
 Threads: NumPy's BLAS and PyTorch each start a pool of threads; on a loaded
 machine they fight for the cores and the numbers mean little.  Pin them alike,
@@ -35,6 +37,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import gc
 import json
 import math
 import os
@@ -286,8 +289,10 @@ def torch_contender(w, device, init, X, Y):
         opt.step()
 
     sync = _nosync
-    if dev.type == "cuda":  # full float32 like CuPy's default (cuDNN would use TF32 for convolutions)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    if dev.type == "cuda":  # xpnet's float32 matmul precision: full float32 unless --tf32 (cuDNN too)
+        precision = xn.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision(precision)
+        torch.backends.cudnn.allow_tf32 = precision != "highest"
         sync = torch.cuda.synchronize
     return Contender(step, sync, lambda: [v.detach().cpu().numpy() for v in model.state_dict().values()], "torch")
 
@@ -396,7 +401,23 @@ def peak_rss_bytes() -> int:
 
 
 def run_workload(w: Workload, device: str, backend, repeats: int, number=None, target=0.05):
-    """Measure one workload; returns a row (dict) of the results."""
+    """Measure one workload; returns a row (dict) of the results, or a row with a note when
+    the workload ran out of memory (the memory the libraries cache is given back then)."""
+    try:
+        return _measure_workload(w, device, backend, repeats, number, target)
+    except Exception as e:
+        if not B.is_out_of_memory(e):
+            raise
+        error = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"
+    gc.collect()
+    if "cupy" in sys.modules and device == "cuda":
+        sys.modules["cupy"].get_default_memory_pool().free_all_blocks()
+    if "torch" in sys.modules and device == "cuda":
+        sys.modules["torch"].cuda.empty_cache()
+    return {"workload": w.name, "note": f"skipped: out of memory ({error})", "error": error}
+
+
+def _measure_workload(w: Workload, device: str, backend, repeats: int, number, target):
     rss0 = peak_rss_bytes()
     cs, skipped = build(w, device, backend)
     row = {"workload": w.name, "description": w.describe(), "skipped": skipped}
@@ -533,7 +554,18 @@ def main(argv=None):
                    help="steps per sample (default: about 50 ms for the fastest contender)")
     p.add_argument("--markdown", help="write a Markdown section for docs/benchmarks.md to this file")
     p.add_argument("--json", help="write the results as JSON to this file")
+    p.add_argument("--tf32", action="store_true",
+                   help="allow TensorFloat32 in float32 matmuls on the GPU (xpnet and torch alike)")
     args = p.parse_args(argv)
+    precision = xn.get_float32_matmul_precision()
+    xn.set_float32_matmul_precision("high" if args.tf32 else "highest")
+    try:
+        return _main(args)
+    finally:
+        xn.set_float32_matmul_precision(precision)
+
+
+def _main(args):
     device = args.device or ("cuda" if B.cuda_available() else "cpu")
     backend_name = args.backend or ("cupy" if device == "cuda" else "numpy")
     try:
@@ -547,15 +579,17 @@ def main(argv=None):
     libs = ["numpy", "xpnet", "torch"] + (["cupy"] if device == "cuda" or backend_name == "cupy" else []) + (
         ["jax"] if backend_name == "jax" else [])
     result = {"date": datetime.date.today().isoformat(), "machine": harness.machine(),
-              "versions": harness.versions(*libs), "device": device, "backend": B.describe(backend),
-              "args": vars(args), "rows": []}
+              "versions": harness.versions(*libs), "device": device,
+              "backend": B.describe(backend) + B.matmul_precision_note(backend),
+              "float32_matmul_precision": xn.get_float32_matmul_precision(), "args": vars(args), "rows": []}
     threads = [f"{k}={os.environ[k]}" for k in THREAD_VARS if k in os.environ]
     with contextlib.suppress(ImportError):
         import torch
         threads.insert(0, f"torch threads {torch.get_num_threads()}")
     result["threads"] = ", ".join(threads) or "library defaults"
     print(f"machine: {result['machine']}\nversions: {result['versions']}\n"
-          f"device: {device}, xpnet backend: {result['backend']}; threads: {result['threads']}\n", flush=True)
+          f"device: {device}, xpnet backend: {result['backend']}; threads: {result['threads']}; "
+          f"float32 matmul precision: {result['float32_matmul_precision']}\n", flush=True)
     for w in (WORKLOADS["mlp_small"], WORKLOADS["cnn1d"]):  # one-time library set-up, not counted below
         for c in build(dataclasses.replace(w, batch=2), device, backend)[0].values():
             c.step()

@@ -58,6 +58,7 @@ def _load(name: str):
     if name == "jax":
         import jax
         jax.config.update("jax_enable_x64", True)  # float64 for gradient checks
+        _apply_matmul_precision(name)
         return lib
     if name == "cupy":
         try:
@@ -70,6 +71,7 @@ def _load(name: str):
             raise BackendUnavailable(
                 "CuPy is installed but no CUDA device was found: "
                 "run on a machine with an NVIDIA GPU, or use 'numpy'")
+    _apply_matmul_precision(name)
     return array_api_compat.array_namespace(lib.empty(0))
 
 
@@ -625,3 +627,124 @@ def _np_dtype(dtype):
 def dtype_name(dtype) -> str:
     """``float32``, ``int64``, ... for a dtype of any library."""
     return _np_dtype(dtype).name
+
+
+# ------------------------------------------------- float32 matmul precision (TF32)
+
+MATMUL_PRECISIONS = ("highest", "high", "medium")
+_matmul_precision = "highest"
+_precision_applied: dict = {}  # library -> the precision last applied to it (libraries loaded by _load)
+_JAX_PRECISION = {"highest": "float32", "high": "tensorfloat32", "medium": "bfloat16"}
+
+
+def set_float32_matmul_precision(precision: str):
+    """Allow faster, less precise float32 matrix products, with PyTorch's names and meaning:
+
+    - ``"highest"`` (the default): full float32 products;
+    - ``"high"``: TensorFloat32 allowed (NVIDIA GPUs from Ampere on), or the library's equivalent;
+    - ``"medium"``: bfloat16 products allowed where the library has them, else as ``"high"``.
+
+    Applies to every loaded backend and to those loaded later: torch
+    (``torch.set_float32_matmul_precision``; xpnet's convolutions are matrix products), JAX
+    (``jax_default_matmul_precision`` ``"float32"``/``"tensorfloat32"``/``"bfloat16"``), CuPy (the
+    cuBLAS compute type of float32, as ``CUPY_TF32=1`` does; CuPy has no bfloat16 mode for float32,
+    so ``"medium"`` is ``"high"``).  It replaces those libraries' own defaults (JAX allows TF32 on
+    GPUs by default).  NumPy and array_api_strict have no switch: their float32 is always full
+    precision (so is JAX's on the CPU; torch's ``"medium"`` lets oneDNN use bfloat16 on CPUs that
+    have it).
+    """
+    if precision not in MATMUL_PRECISIONS:
+        raise ValueError(f"set_float32_matmul_precision: unknown precision {precision!r}: "
+                         f"expected one of {', '.join(map(repr, MATMUL_PRECISIONS))}")
+    global _matmul_precision
+    _matmul_precision = precision
+    for name in list(_precision_applied):
+        _apply_matmul_precision(name)
+
+
+def get_float32_matmul_precision() -> str:
+    """The float32 matmul precision in force: ``"highest"``, ``"high"`` or ``"medium"``."""
+    return _matmul_precision
+
+
+def _apply_matmul_precision(name: str):
+    """Give library ``name`` (just imported by :func:`_load`) the current precision, once."""
+    precision = _matmul_precision
+    if _precision_applied.get(name) == precision:
+        return
+    if name == "torch":
+        import torch
+        torch.set_float32_matmul_precision(precision)  # xpnet's convolutions are matmuls: no cuDNN flag
+    elif name == "jax":
+        import jax
+        jax.config.update("jax_default_matmul_precision", _JAX_PRECISION[precision])
+    elif name == "cupy":
+        _set_cupy_precision(precision)
+    _precision_applied[name] = precision
+
+
+def _set_cupy_precision(precision: str):
+    """CuPy's cuBLAS compute type for float32 (``set_compute_type``; its ``CUPY_TF32`` variable is
+    read only before the first float32 matmul).  Ampere or later, else CuPy warns and keeps float32."""
+    for module in ("cupy._core._routines_linalg", "cupy._core._gpu._routines_linalg"):
+        try:
+            linalg = importlib.import_module(module)
+        except ImportError:
+            continue
+        if hasattr(linalg, "set_compute_type"):
+            tf32 = precision != "highest"
+            # CuPy's enum: COMPUTE_TYPE_DEFAULT = 1, COMPUTE_TYPE_TF32 = 7
+            kind = getattr(linalg, "COMPUTE_TYPE_TF32", 7) if tf32 else getattr(linalg, "COMPUTE_TYPE_DEFAULT", 1)
+            linalg.set_compute_type(np.float32, kind)
+            return
+    os.environ["CUPY_TF32"] = "1" if precision != "highest" else "0"
+
+
+def matmul_precision_note(b: "Backend") -> str:
+    """``", TF32 allowed in float32 matmul (...)"`` for a GPU backend when the precision allows
+    it, else ``""`` (for the Trainer's device line)."""
+    precision = _matmul_precision
+    if precision == "highest" or b.name not in ("torch", "jax", "cupy") or not device_name(b.device).startswith("cuda"):
+        return ""
+    return f", TF32 allowed in float32 matmul (float32 matmul precision {precision!r})"
+
+
+# ------------------------------------------------------------ out of memory
+
+class OutOfMemoryError(MemoryError):
+    """A step ran out of memory on the device (or the host).  The message names the step, the
+    batch size, the backend and device, and what to try; ``__cause__`` is the library's error."""
+
+
+# substrings of the RuntimeErrors the libraries raise for a failed allocation (lower case)
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "status_alloc_failed", "cudaerrormemoryallocation")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from (``raise ... from``), is an array library's
+    out-of-memory error: any MemoryError (NumPy's, CuPy's ``cupy.cuda.memory.OutOfMemoryError``,
+    xpnet's), ``torch.OutOfMemoryError``, JAX's ``JaxRuntimeError``/``XlaRuntimeError`` whose
+    message starts with ``RESOURCE_EXHAUSTED``, or a RuntimeError for a failed allocation (torch's
+    CPU allocator, CUDA, cuBLAS/cuDNN ``*_STATUS_ALLOC_FAILED``).  Imports no library."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if _is_out_of_memory(exc):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _is_out_of_memory(exc: BaseException) -> bool:
+    import sys
+    if isinstance(exc, MemoryError):
+        return True
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch, "OutOfMemoryError", ())):
+        return True
+    if not isinstance(exc, RuntimeError):
+        return False
+    message = str(exc)
+    if type(exc).__module__.split(".")[0] in ("jax", "jaxlib"):
+        return message.startswith("RESOURCE_EXHAUSTED")
+    return any(m in message.lower() for m in _OOM_MESSAGES)

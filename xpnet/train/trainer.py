@@ -7,11 +7,13 @@ non-finite check) and once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import signal
 import sys
 import threading
 import time
+import traceback
 
 from .. import backend as B
 from ..autograd import Tensor, no_grad
@@ -34,13 +36,13 @@ def _pick_backend(device, backend):
         b = B.get_backend("auto")
         if b.name == "numpy":
             return b, "CUDA not available: training on numpy / cpu"
-        return b, f"Training on {B.describe(b)}"
+        return b, f"Training on {B.describe(b)}{B.matmul_precision_note(b)}"
     if isinstance(backend, B.Backend):
         b = backend
     else:
         name = backend or ("cupy" if str(device).startswith("cuda") else "numpy")
         b = B.get_backend(name, None if device in (None, "auto") else device)
-    return b, f"Training on {B.describe(b)}"
+    return b, f"Training on {B.describe(b)}{B.matmul_precision_note(b)}"
 
 
 def _loss_fn(loss):
@@ -66,6 +68,13 @@ class Trainer:
     every optimizer step; ReduceLROnPlateau gets ``val_loss``, else ``loss``).
     ``clip_grad_norm`` clips before each update; ``accumulate`` sums the gradients
     of that many batches per update.
+
+    When a step runs out of memory, ``fit``/``evaluate``/``predict``/``lr_range_test`` raise
+    :class:`xpnet.OutOfMemoryError` (a MemoryError) saying what to try, from the library's error.
+    No checkpoint is written for the failed step; the weights and optimizer state are those of
+    the last completed update (the gradients, also those accumulated for an unfinished update,
+    are dropped), unless the memory ran out inside the optimizer's update itself, which the
+    message then says.
     """
 
     def __init__(self, model, loss, optimizer, metrics=(), *, device="auto", backend=None, scheduler=None,
@@ -86,6 +95,7 @@ class Trainer:
         self.stop_reason = None
         self.interrupted = self.bad_loss = False
         self._announced = False
+        self._updating = False  # inside optimizer.step(): an error there may leave it half done
 
     # ------------------------------------------------------------------ data
     def _loader(self, x, y=None, batch_size=32, shuffle=False, seed=None):
@@ -128,7 +138,9 @@ class Trainer:
         if self.clip_grad_norm is not None:
             from ..nn.utils import clip_grad_norm_
             clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+        self._updating = True
         self.optimizer.step()
+        self._updating = False
         self.optimizer.zero_grad()
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
@@ -177,7 +189,8 @@ class Trainer:
         restore_sigint = self._catch_sigint()
         logs = {}
         try:
-            with B.using(self.backend):
+            with self._out_of_memory("fit", loader, on_error=lambda: self._abandon_step(progress)), \
+                    B.using(self.backend):
                 for cb in cbs:
                     cb.on_train_begin()
                 while self.epoch < epochs and self.stop_reason is None and not self.interrupted:
@@ -235,7 +248,7 @@ class Trainer:
             return None
         logs = {"loss": total / max(count, 1), **self._scalars(self.metrics)}
         if val_loader is not None:
-            logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader, _announce=False).items()})
+            logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader, _step="fit (validation)").items()})
         logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
         if self.scheduler is not None and self.scheduler_interval == "epoch":
             if type(self.scheduler).__name__ == "ReduceLROnPlateau":
@@ -271,25 +284,81 @@ class Trainer:
         previous = signal.signal(signal.SIGINT, handler)
         return lambda: signal.signal(signal.SIGINT, previous)
 
+    # ------------------------------------------------------------------ out of memory
+    @contextlib.contextmanager
+    def _out_of_memory(self, step: str, loader, on_error=None):
+        """Turn an array library's out-of-memory error in the block into :class:`xpnet.OutOfMemoryError`
+        (saying what to try) after ``on_error()``.  The failed step's locals are dropped from the
+        traceback first, so that its arrays are freed (a retry in this process can use the memory)."""
+        try:
+            yield
+        except Exception as e:
+            if not B.is_out_of_memory(e):
+                raise
+            cause = e
+            while cause is not None:
+                traceback.clear_frames(cause.__traceback__)
+                cause = cause.__cause__
+            nested = isinstance(e, B.OutOfMemoryError)  # raised by a nested step (validation inside fit)
+            message = None if nested else self._out_of_memory_message(step, loader, e)
+            if on_error is not None:
+                on_error()
+            if nested:
+                raise
+            raise B.OutOfMemoryError(message) from e
+
+    def _out_of_memory_message(self, step: str, loader, error) -> str:
+        bs = loader.batch_size or len(loader.dataset)
+        half = bs // 2
+        gpu = B.device_name(self.backend.device) != "cpu"
+        tries = [f"batch_size={half}"] if half else []
+        if step == "fit" and half:
+            acc = self.accumulate * 2
+            tries.append(f"batch_size={half} with Trainer(accumulate={acc}) for an effective batch of {half * acc} "
+                         f"(now {bs * self.accumulate})")
+        tries += ["a smaller model", "float16/bfloat16 weights (model.to('bfloat16')) where the backend supports them",
+                  "freeing GPU memory that other processes hold (nvidia-smi lists them)" if gpu
+                  else "freeing host memory that other programs hold"]
+        if step != "fit":
+            state = "nothing was changed"
+        elif self._updating:
+            state = ("it ran out inside the optimizer update, so some parameters may already be updated: "
+                     "reload the last checkpoint before going on")
+        else:
+            state = "the weights and optimizer state are those of the last completed update (gradients cleared)"
+        first = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
+        return (f"{step} ran out of memory on {B.describe(self.backend)} with batch_size={bs} "
+                f"({type(error).__name__}: {first}). Try {'; or '.join(tries)}. "
+                f"No checkpoint was written for the failed step; {state}.")
+
+    def _abandon_step(self, progress):
+        """After an out-of-memory error in ``fit``: end the progress line, drop the gradients."""
+        progress.close()
+        self.optimizer.zero_grad()
+        self._updating = False
+        self.stop_reason = f"out of memory in epoch {self.epoch + 1}"
+
     # ------------------------------------------------------------------ evaluate / predict
-    def evaluate(self, x, y=None, *, batch_size=256, _announce=True):
+    def evaluate(self, x, y=None, *, batch_size=256, _step="evaluate"):
         """Mean loss and metrics over ``x`` (no gradients, eval mode) as a dict of floats."""
         loader = self._loader(x, y, batch_size)
         metrics = [type(m)(m.num_classes) if hasattr(m, "num_classes") else (
             type(m)(m.k) if hasattr(m, "k") else type(m)()) for m in self.metrics]
         self.model.eval()
         total, n = None, 0
-        with B.using(self.backend), no_grad():
-            for batch in loader:
-                xb, yb = self._split(batch)
-                out = self.model(xb)
-                loss = self.loss_fn(out, yb) if yb is not None else self.loss_fn(out)
-                size = xb.shape[0]
-                total = loss.data * size if total is None else total + loss.data * size
-                n += size
-                for m in metrics:
-                    m.update(out, yb)
-        self.model.train()
+        try:
+            with self._out_of_memory(_step, loader), B.using(self.backend), no_grad():
+                for batch in loader:
+                    xb, yb = self._split(batch)
+                    out = self.model(xb)
+                    loss = self.loss_fn(out, yb) if yb is not None else self.loss_fn(out)
+                    size = xb.shape[0]
+                    total = loss.data * size if total is None else total + loss.data * size
+                    n += size
+                    for m in metrics:
+                        m.update(out, yb)
+        finally:
+            self.model.train()
         logs = {"loss": float(B.to_numpy(total)) / max(n, 1)}
         logs.update(self._scalars(metrics))
         return logs
@@ -309,10 +378,12 @@ class Trainer:
         """The model's outputs for ``x``, concatenated over batches (eval mode, no gradients)."""
         loader = self._loader(x, None, batch_size)
         self.model.eval()
-        with B.using(self.backend), no_grad():
-            outs = [self.model(self._split(batch)[0]) for batch in loader]
-        self.model.train()
-        return concat(outs, axis=0) if len(outs) > 1 else outs[0]
+        try:
+            with self._out_of_memory("predict", loader), B.using(self.backend), no_grad():
+                outs = [self.model(self._split(batch)[0]) for batch in loader]
+                return concat(outs, axis=0) if len(outs) > 1 else outs[0]
+        finally:
+            self.model.train()
 
     # ------------------------------------------------------------------ learning-rate range test
     def lr_range_test(self, x, y=None, *, start_lr=1e-7, end_lr=10.0, num_steps=100, batch_size=32, seed=0,
@@ -333,7 +404,7 @@ class Trainer:
         factor = (end_lr / start_lr) ** (1.0 / max(num_steps - 1, 1))
         lrs, losses, batches = [], [], iter(())
         try:
-            with B.using(self.backend):
+            with self._out_of_memory("lr_range_test", loader), B.using(self.backend):
                 self.model.train()
                 for i in range(num_steps):
                     lr = start_lr * factor ** i
