@@ -337,21 +337,24 @@ def build(w: Workload, device: str, backend, dtype="float32"):
 @contextlib.contextmanager
 def count_host_reads():
     """Count reads back to the host: ``xpnet.backend.to_numpy`` and ``_host_copy`` (which
-    input checks use on the CPU) and the Tensor conversions (``item``, ``__float__``, ...);
-    nested calls count once.  On an accelerator input checks are deferred and read nothing."""
+    input checks use on the CPU), ``index_bounds`` when it reads (CPU only) and the Tensor
+    conversions (``item``, ``__float__``, ...); nested calls count once.  On an accelerator
+    input checks are deferred and read nothing."""
     counter = {"n": 0, "depth": 0}
-    targets = [(B, "to_numpy"), (B, "_host_copy")] + [(xn.Tensor, n) for n in ("item", "__float__", "__int__", "__bool__",
-                                                             "tolist", "numpy") if n in vars(xn.Tensor)]
+    targets = [(B, "to_numpy"), (B, "_host_copy"), (B, "index_bounds")] + [
+        (xn.Tensor, n) for n in ("item", "__float__", "__int__", "__bool__", "tolist", "numpy") if n in vars(xn.Tensor)]
     saved = [(obj, name, getattr(obj, name)) for obj, name in targets]
 
     def wrap(fn):
         def counted(*args, **kwargs):
-            counter["n"] += counter["depth"] == 0
+            outer = counter["depth"] == 0
             counter["depth"] += 1
             try:
-                return fn(*args, **kwargs)
+                out = fn(*args, **kwargs)
             finally:
                 counter["depth"] -= 1
+            counter["n"] += outer and not (fn.__name__ == "index_bounds" and out is None)  # None: nothing read
+            return out
         return counted
 
     for obj, name, fn in saved:

@@ -1,22 +1,43 @@
 #!/usr/bin/env bash
-# Run on a machine with an NVIDIA GPU, CuPy and PyTorch installed and no network.
+# The GPU run: on a machine with an NVIDIA GPU, CuPy and PyTorch installed and no network.
 #   bash ci/gpu.sh WHEEL_DIR OUT_DIR
-# WHEEL_DIR holds wheels of what the image lacks (array-api-compat, array-api-extra,
-# array-api-strict, pytest, hypothesis, ...); results go to OUT_DIR.
+# WHEEL_DIR holds wheels of what that machine lacks (ci/gpu_wheels.sh fetches them where pip
+# reaches a registry: array-api-compat, array-api-extra, array-api-strict, ...).  They are
+# unpacked into a private folder; xpnet runs from this checkout (PYTHONPATH), so nothing of
+# the machine's own Python is changed.  Outputs (logs, tables, JSON) go to OUT_DIR.
 set -uo pipefail
 wheels=${1:?usage: ci/gpu.sh WHEEL_DIR OUT_DIR}
 out=${2:?usage: ci/gpu.sh WHEEL_DIR OUT_DIR}
 mkdir -p "$out"
-cd "$(dirname "$0")/.."
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+site=${XPNET_SITE:-/tmp/xpnet-site}
 export PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-python3 -m pip install -q --no-index --find-links "$wheels" --no-build-isolation -e . 2>&1 | tee "$out/install.log"
+if compgen -G "$wheels/*.whl" > /dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$site" \
+    "$wheels"/*.whl > "$out/install.log" 2>&1 || { cat "$out/install.log"; exit 2; }
+fi
+export PYTHONPATH="$repo:$site${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi > "$out/nvidia-smi.txt" 2>&1
-python3 -c "import xpnet; print(xpnet.available_backends())" | tee "$out/backends.txt"
+python3 -m xpnet.cli backends 2>&1 | tee "$out/backends.txt"
 status=0
-XPNET_BACKEND=cupy python3 -m pytest -q -p no:cacheprovider 2>&1 | tee "$out/pytest.log" || status=1
-for script in backends/compare.py backends/bench.py backends/bench_core.py; do
-  [ -f "$script" ] || continue
-  name=$(basename "$script" .py)
-  python3 "$script" 2>&1 | tee "$out/$name.txt" || status=1
+# The whole suite (every backend the machine has: cupy, torch:cuda, jax), cupy the default.
+workers=()
+python3 -c "import xdist" 2>/dev/null && workers=(-n 8)
+XPNET_BACKEND=cupy python3 -m pytest -q -p no:cacheprovider "${workers[@]}" 2>&1 | tee "$out/pytest.log" | tail -n 40 \
+  || status=1
+[ "${PIPESTATUS[0]}" = 0 ] || status=1
+# The same training on every backend, float32 and float64.
+for model in mlp cnn gru; do
+  for dtype in float32 float64; do
+    python3 backends/compare.py --model "$model" --dtype "$dtype" --json "$out/compare_${model}_$dtype.json" \
+      > "$out/compare_${model}_$dtype.txt" 2>&1 || status=1
+  done
 done
+# Speed: xpnet (cupy) vs PyTorch eager CUDA vs the hand-written CuPy floor; full float32, then TF32.
+python3 backends/bench.py --markdown "$out/bench.md" --json "$out/bench.json" 2>&1 | tee "$out/bench.txt" || status=1
+python3 backends/bench.py --tf32 --workloads mlp_784_b1024,mlp_wide --json "$out/bench_tf32.json" \
+  > "$out/bench_tf32.txt" 2>&1 || status=1
+python3 backends/bench_core.py > "$out/bench_core.txt" 2>&1 || status=1
+echo "ci/gpu.sh: exit $status; outputs in $out"
 exit $status

@@ -255,6 +255,18 @@ def resolve_dtype(xp, dtype):
         raise TypeError(f"unknown dtype {dtype!r}: expected a name such as 'float32' or 'int64'") from None
 
 
+_ISDTYPE: dict = {}
+
+
+def isdtype(xp, dtype, kind) -> bool:
+    """``xp.isdtype(dtype, kind)``, remembered (NumPy's takes microseconds: too slow per step)."""
+    key = (dtype, kind)
+    found = _ISDTYPE.get(key)
+    if found is None:
+        found = _ISDTYPE[key] = xp.isdtype(dtype, kind)
+    return found
+
+
 def as_array(data, dtype=None, backend=None):
     """``data`` as an array on ``backend`` (default: the current backend).
 

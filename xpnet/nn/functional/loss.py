@@ -52,7 +52,7 @@ def _input(name, x, floating=True):
     d = _raw(x)
     if not hasattr(d, "shape"):
         raise TypeError(f"{name}: input must be a tensor or an array, got {type(x).__name__}")
-    if floating and not B.namespace_of(d).isdtype(d.dtype, "real floating"):
+    if floating and not B.isdtype(B.namespace_of(d), d.dtype, "real floating"):
         raise TypeError(f"{name}: input must be floating point, got {B.dtype_name(d.dtype)}")
     return d
 
@@ -366,7 +366,7 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
     xp = B.namespace_of(xr)
     y = _raw(t)
     want = tuple(xr.shape[:axis] + xr.shape[axis + 1:])
-    if not xp.isdtype(y.dtype, "integral"):
+    if not B.isdtype(xp, y.dtype, "integral"):
         raise TypeError(f"{name}: target of shape {tuple(y.shape)} is read as class indices, which must be "
                         f"integers, got {B.dtype_name(y.dtype)}: convert with .astype('int64')"
                         + (f" (or pass class probabilities of the input's shape {tuple(xr.shape)})"
