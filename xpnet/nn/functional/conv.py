@@ -3,8 +3,8 @@
 One portable im2col implementation for 1-D and 2-D: the patch tensor is built
 from one strided slice of the (padded) input per kernel offset, stacked, and
 multiplied by the weight in one matrix product.  Its adjoint, col2im
-(:class:`Fold`), adds the slices back; it interleaves stride phases by
-stacking instead of writing into arrays.  ``Unfold`` and ``Fold`` are each
+(:class:`Fold`), adds the slices back into zeros (:func:`xpnet.backend.add_slices`:
+in place where the library allows it).  ``Unfold`` and ``Fold`` are each
 other's backward, so the convolution's gradients are themselves
 differentiable (double backprop).
 """
@@ -48,7 +48,8 @@ class Geometry:
 
     ``size``: input extent ``S``; ``kernel``, ``stride``, ``dilation``;
     ``lo``: padding before; ``out``: number of windows ``O``.  The input is
-    padded after by ``hi``, just enough for the last window.
+    padded after by ``hi``, just enough for the last window.  Geometries are
+    shared (see :meth:`of`): nothing changes them after ``__init__``.
     """
 
     def __init__(self, size, kernel, stride, dilation, lo, out):
@@ -63,11 +64,32 @@ class Geometry:
         for k, d in zip(self.kernel, self.dilation):
             offsets = [o + (i * d,) for o in offsets for i in range(k)]
         self.offsets = offsets  # start of each kernel element's slice in the padded input
+        # indices into an (A, B, *padded S, ...) array: each kernel element's places, the input's places
+        head = (slice(None), slice(None))
+        self.windows = tuple(head + tuple(slice(p, p + s * (o - 1) + 1, s) for p, s, o in zip(
+            off, self.stride, self.out)) + (...,) for off in offsets)
+        self.padded = tuple(a + n + b for a, n, b in zip(self.lo, self.size, self.hi))
+        self.inside = head + tuple(slice(a, a + n) for a, n in zip(self.lo, self.size)) + (...,)
+
+    @classmethod
+    def of(cls, size, kernel, stride, dilation, lo, out):
+        """``Geometry(...)``, made once per distinct set of arguments."""
+        key = tuple(tuple(a) for a in (size, kernel, stride, dilation, lo, out))
+        geo = _GEOMETRIES.get(key)
+        if geo is None:
+            if len(_GEOMETRIES) >= 1024:
+                _GEOMETRIES.clear()
+            geo = _GEOMETRIES[key] = cls(*key)
+        return geo
 
     @classmethod
     def sliding(cls, size, kernel, stride, dilation, lo, hi, name, ceil_mode=False):
         """The windows of a convolution or pooling over an input padded by ``lo``/``hi``;
         raises a ValueError (prefixed by ``name``) when the kernel does not fit."""
+        key = (tuple(size), tuple(kernel), tuple(stride), tuple(dilation), tuple(lo), tuple(hi), ceil_mode)
+        geo = _GEOMETRIES.get(key)
+        if geo is not None:
+            return geo
         out = []
         for n, k, s, d, a, b in zip(size, kernel, stride, dilation, lo, hi):
             span = d * (k - 1) + 1
@@ -80,80 +102,55 @@ class Geometry:
             if ceil_mode and (o - 1) * s >= n + a:  # the last window must start inside the input or left padding
                 o -= 1
             out.append(o)
-        return cls(size, kernel, stride, dilation, lo, out)
+        geo = _GEOMETRIES[key] = cls.of(size, kernel, stride, dilation, lo, out)
+        return geo
 
 
-def _pad(xp, x, widths, value=0.0, blocks=None):
-    """Constant padding of the trailing axes (``widths`` per trailing axis).
+_GEOMETRIES: dict = {}  # Geometry.of and Geometry.sliding: arguments -> Geometry
 
-    Small arrays are padded by concatenation (a few microseconds; ``blocks``, a
-    dict, lets calls share their constant blocks); large ones by the backend's
-    ``pad`` (the library's own, one pass instead of one per axis).
+
+def _pad(xp, x, geo: Geometry, value=0.0):
+    """``x`` of shape (A, B, *S, ...) padded to (A, B, *geo.padded, ...) with ``value``.
+
+    Zeros: ``x`` written into zeros (:func:`xpnet.backend.add_slices`).  Other
+    values: small arrays by concatenation (a few microseconds), large ones by
+    the backend's ``pad`` (the library's own, one pass instead of one per axis).
     """
-    first = x.ndim - len(widths)
+    if value == 0:
+        return B.add_slices(tuple(x.shape[:2]) + geo.padded + tuple(x.shape[2 + geo.n:]), [(geo.inside, x)])
+    widths = list(zip(geo.lo, geo.hi))
     if math.prod(x.shape) >= 1 << 16:
-        return B.pad(x, [(0, 0)] * first + [tuple(w) for w in widths], value)
-    blocks = {} if blocks is None else blocks
+        return B.pad(x, [(0, 0)] * 2 + widths + [(0, 0)] * (x.ndim - 2 - geo.n), value)
     for i, (a, b) in enumerate(widths):
-        if a == 0 and b == 0:
-            continue
         parts = [x]
         for n, where in ((a, 0), (b, 1)):
             if n:
-                shape = tuple(x.shape[:first + i]) + (n,) + tuple(x.shape[first + i + 1:])
-                block = blocks.get(shape)
-                if block is None:
-                    block = blocks[shape] = xp.full(shape, value, dtype=x.dtype, device=B.array_api_compat.device(x))
+                shape = tuple(x.shape[:2 + i]) + (n,) + tuple(x.shape[3 + i:])
+                block = xp.full(shape, value, dtype=x.dtype, device=B.array_api_compat.device(x))
                 parts.insert(len(parts) * where, block)
-        x = xp.concat(parts, axis=first + i)
+        if len(parts) > 1:
+            x = xp.concat(parts, axis=2 + i)
     return x
 
 
 def _unfold(xp, x, geo: Geometry, axis: int, value=0.0):
-    """im2col: ``x`` of shape (A, B, *S) -> one slice per kernel offset, stacked at ``axis``
-    (1: (A, K, B, *O); 2: (A, B, K, *O)); padding uses ``value``."""
-    hi = tuple(max(0, h) for h in geo.hi)
-    if any(geo.lo) or any(hi):
-        x = _pad(xp, x, list(zip(geo.lo, hi)), value)
-    head = (slice(None), slice(None))
-    slices = [x[head + tuple(slice(p, p + s * (o - 1) + 1, s) for p, s, o in zip(off, geo.stride, geo.out))]
-              for off in geo.offsets]
-    return xp.stack(slices, axis=axis)
+    """im2col: ``x`` of shape (A, B, *S, ...) (spatial axes 2, 3, ...; any axes after them
+    ride along) -> one slice per kernel offset, stacked at ``axis``: 1 gives (A, K, B, *O, ...),
+    2 gives (A, B, K, *O, ...), ``2 + n`` gives (A, B, *O, K, ...).  Padding uses ``value``."""
+    if geo.padded != geo.size:
+        x = _pad(xp, x, geo, value)
+    return xp.stack([x[w] for w in geo.windows], axis=axis)
 
 
 def _fold(xp, cols, geo: Geometry, axis: int):
-    """col2im, the adjoint of :func:`_unfold`: the slices of ``cols`` added back into (A, B, *S).
-
-    Along an axis with stride ``s`` a slice starting at ``p = s*q + r`` fills every
-    ``s``-th place of phase ``r``: slices are zero-padded by ``q`` and summed per
-    phase, and the phases are interleaved by stacking and reshaping.
-    """
-    n = geo.n
-    A, Bn = cols.shape[0], cols.shape[2 if axis == 1 else 1]
-    dev = B.array_api_compat.device(cols)
-    Q = [max(-(-(lo + S) // s), (k - 1) * d // s + o) for lo, S, s, k, d, o
-         in zip(geo.lo, geo.size, geo.stride, geo.kernel, geo.dilation, geo.out)]
-    phases, blocks = {}, {}
-    for t, off in enumerate(geo.offsets):
-        piece = cols[:, t, ...] if axis == 1 else cols[:, :, t, ...]
-        qr = [divmod(p, s) for p, s in zip(off, geo.stride)]
-        piece = _pad(xp, piece, [(q, Qa - q - o) for (q, _), Qa, o in zip(qr, Q, geo.out)], 0.0, blocks)
-        r = tuple(r for _, r in qr)
-        phases[r] = phases[r] + piece if r in phases else piece
-
-    def interleave(prefix, a):
-        if a == n:
-            got = phases.get(prefix)
-            return got if got is not None else xp.zeros((A, Bn, *Q), dtype=cols.dtype, device=dev)
-        if geo.stride[a] == 1:
-            return interleave(prefix + (0,), a + 1)
-        return xp.stack([interleave(prefix + (r,), a + 1) for r in range(geo.stride[a])], axis=3 + a)
-
-    z = interleave((), 0)
-    z = xp.reshape(z, (A, Bn, *(q * s for q, s in zip(Q, geo.stride))))
-    if all(lo == 0 and q * s == S for lo, q, s, S in zip(geo.lo, Q, geo.stride, geo.size)):
-        return z
-    return z[(slice(None), slice(None)) + tuple(slice(lo, lo + S) for lo, S in zip(geo.lo, geo.size))]
+    """col2im, the adjoint of :func:`_unfold`: the slices of ``cols`` (K at ``axis``) added
+    back into (A, B, *S, ...) by :func:`xpnet.backend.add_slices`."""
+    shape = list(cols.shape)
+    del shape[axis]
+    shape[2:2 + geo.n] = geo.padded
+    at = (slice(None),) * axis
+    z = B.add_slices(tuple(shape), [(w, cols[at + (t, ...)]) for t, w in enumerate(geo.windows)])
+    return z if geo.padded == geo.size else z[geo.inside]
 
 
 class Unfold(Function):
@@ -183,9 +180,30 @@ class Fold(Function):
 
 
 # ---------------------------------------------------------------- convolution
+#
+# Inside a convolution the channels lead: (N, C, *S) is viewed as (C, N, *S)
+# (a view when the memory is laid out so, as the convolution's own output
+# is).  The patches (C, K, N, *O) form a (C*K, N*L) matrix per group whose
+# product with the weight is one GEMM, and the output (Cout, N*L) is
+# permuted back to (N, Cout, *O) without a copy.
+
+def _ops(x):
+    """``(reshape, permute)`` for ``x``: the differentiable ones for a Tensor, the namespace's
+    own for a raw array (no Function call: they run several times per convolution)."""
+    if isinstance(x, Tensor):
+        return reshape, permute
+    xp = B.namespace_of(x)
+    return xp.reshape, xp.permute_dims
+
 
 def _swap01(nd: int):
     return (1, 0) + tuple(range(2, nd + 2))
+
+
+def _matrix(y, G: int, rows: int):
+    """``y`` as (rows, cols) for one group, (G, rows, cols) for several."""
+    cols = math.prod(y.shape) // (G * rows)
+    return _ops(y)[0](y, (rows, cols) if G == 1 else (G, rows, cols))
 
 
 class Flip(Function):
@@ -220,34 +238,28 @@ class Conv(Function):
             if min(lo2 + hi2) >= 0:
                 self.transposed = Geometry.sliding(geo.out, geo.kernel, geo.stride, geo.dilation, lo2, hi2, "conv")
 
-    def _wshape(self, w):
-        G, cout = self.groups, w.shape[0]
-        return (cout, math.prod(w.shape[1:])) if G == 1 else (G, cout // G, math.prod(w.shape[1:]))
-
-    def _cshape(self, C, N):
-        G, geo = self.groups, self.geo
-        return (C * geo.K, N * geo.L) if G == 1 else (G, C // G * geo.K, N * geo.L)
+    def _cols(self, x):
+        """The patch matrix of ``x``: (C*K, N*L), or (G, C/G*K, N*L)."""
+        geo, G = self.geo, self.groups
+        u = Unfold(geo, 1)(_ops(x)[1](x, _swap01(geo.n)))  # (C, K, N, *O)
+        return _matrix(u, G, x.shape[1] // G * geo.K)
 
     def forward(self, xp, x, w, b=None):
-        geo, nd = self.geo, self.geo.n
-        N, C = x.shape[0], x.shape[1]
-        cout = w.shape[0]
-        cols = _unfold(xp, xp.permute_dims(x, _swap01(nd)), geo, 1)  # (C, K, N, *O)
-        cols = xp.reshape(cols, self._cshape(C, N))
-        self.cols = cols
-        y = xp.reshape(xp.matmul(xp.reshape(w, self._wshape(w)), cols), (cout, N * geo.L))
+        G, cout = self.groups, w.shape[0]
+        self.cols = cols = self._cols(x)
+        y = _matrix(w, G, cout // G) @ cols
         if b is not None:
-            y = y + b[:, None]
-        return xp.permute_dims(xp.reshape(y, (cout, N, *geo.out)), _swap01(nd))
+            y = y + xp.reshape(b, (cout, 1) if G == 1 else (G, cout // G, 1))
+        return xp.permute_dims(xp.reshape(y, (cout, x.shape[0], *self.geo.out)), _swap01(self.geo.n))
 
     def backward(self, g, y, x, w, b=None):
         geo, nd, G = self.geo, self.geo.n, self.groups
         N, C = x.shape[0], x.shape[1]
         cout, cg, ks = w.shape[0], w.shape[1], tuple(w.shape[2:])
+        rs, pm = _ops(g)
         gx = gw = gb = None
-        gt = None
-        if self.needs[1] or (self.needs[0] and self.transposed is None):
-            gt = reshape(permute(g, _swap01(nd)), (cout, N * geo.L) if G == 1 else (G, cout // G, N * geo.L))
+        if self.needs[1] or (b is not None and self.needs[2]) or (self.needs[0] and self.transposed is None):
+            gt = _matrix(pm(g, _swap01(nd)), G, cout // G)  # (Cout, N*L) or (G, Cout/G, N*L)
         if self.needs[0] and self.transposed is not None:
             # w as the kernel of the transposed convolution: (C, Cout/G, *k), flipped
             wt = transpose(w, 0, 1) if G == 1 else reshape(
@@ -255,15 +267,15 @@ class Conv(Function):
             wt = Flip(range(2, nd + 2))(wt)
             gx = Conv(self.transposed, G)(g, wt)
         elif self.needs[0]:
-            gcols = reshape(matmul(transpose(reshape(w, self._wshape(w)), -1, -2), gt), (C, geo.K, N, *geo.out))
-            gx = permute(Fold(geo, 1)(gcols), _swap01(nd))
+            gcols = rs(_matrix(w, G, cout // G).mT @ gt, (C, geo.K, N, *geo.out))
+            gx = pm(Fold(geo, 1)(gcols), _swap01(nd))
         if self.needs[1]:
             cols = self.cols
             if isinstance(x, Tensor) and x.requires_grad:  # double backprop: cols as a function of x
-                cols = reshape(Unfold(geo, 1)(permute(x, _swap01(nd))), self._cshape(C, N))
-            gw = reshape(matmul(gt, transpose(cols, -1, -2)), tuple(w.shape))
+                cols = self._cols(x)
+            gw = rs(gt @ cols.mT, tuple(w.shape))
         if b is not None and self.needs[2]:
-            gb = sum(g, (0,) + tuple(range(2, nd + 2)))
+            gb = rs(sum(gt, -1), (cout,))
         return gx, gw, gb
 
 
@@ -380,7 +392,7 @@ def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups
                  for n, s, p, d, k, op in zip(sin, stride, pad, dilation, ws[2:], outpad))
     if any(n < 1 for n in size):
         raise ValueError(f"{name}: input size {sin} with padding {pad} gives an empty output {size}")
-    geo = Geometry(size, ws[2:], stride, dilation, pad, sin)
+    geo = Geometry.of(size, ws[2:], stride, dilation, pad, sin)
     K, L = geo.K, geo.L
     xt = reshape(permute(x, _swap01(nd)), (C, N * L) if groups == 1 else (groups, C // groups, N * L))
     w2 = reshape(weight, (C, cout * K) if groups == 1 else (groups, C // groups, ws[1] * K))
