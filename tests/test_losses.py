@@ -568,3 +568,25 @@ def test_bad_hyperparameters():
         F.mape_loss(t64([1.0]), t64([1.0]), eps=0.0)
     with pytest.raises(ValueError, match="delta must be > 0"):
         F.huber_loss(t64([1.0]), t64([1.0]), delta=-1.0)
+
+
+@pytest.mark.parametrize("kw", [{}, {"ignore_index": 1}, {"weight": W3}, {"label_smoothing": 0.1}],
+                         ids=["plain", "ignore_absent", "weight", "smoothing"])
+def test_cross_entropy_with_minus_inf_logits_stays_finite(bk, kw):
+    """A masked (-inf) logit off the target adds nothing: no 0 * inf = nan in picking the target."""
+    torch = pytest.importorskip("torch")
+    x = normal(3, 3)
+    x[0, 2] = x[2, 1] = -np.inf
+    y = np.array([0, 2, 0])
+    if "label_smoothing" in kw:  # smoothing spreads mass onto the masked class: PyTorch gives inf too
+        x[0, 2] = x[2, 1] = -30.0
+    X = t64(x, grad=True)
+    out = F.cross_entropy(X, idx(y), **{k: (t64(v) if k == "weight" else v) for k, v in kw.items()})
+    out.backward()
+    tx = torch.tensor(x, requires_grad=True)
+    tkw = {k: (torch.tensor(v) if k == "weight" else v) for k, v in kw.items()}
+    ref = torch.nn.functional.cross_entropy(tx, torch.tensor(y), **tkw)
+    ref.backward()
+    assert np.isfinite(to_np(out)) and np.all(np.isfinite(to_np(X.grad)))
+    np.testing.assert_allclose(to_np(out), ref.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(to_np(X.grad), tx.grad.numpy(), rtol=1e-10, atol=1e-15)

@@ -260,7 +260,7 @@ _ISDTYPE: dict = {}
 
 def isdtype(xp, dtype, kind) -> bool:
     """``xp.isdtype(dtype, kind)``, remembered (NumPy's takes microseconds: too slow per step)."""
-    key = (dtype, kind)
+    key = (xp, dtype, kind)  # xp first: dtypes of two libraries are never compared
     found = _ISDTYPE.get(key)
     if found is None:
         found = _ISDTYPE[key] = xp.isdtype(dtype, kind)
