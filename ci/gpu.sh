@@ -4,7 +4,9 @@
 # WHEEL_DIR holds wheels of what that machine lacks (ci/gpu_wheels.sh fetches them where pip
 # reaches a registry: array-api-compat, array-api-extra, array-api-strict, ...).  They are
 # unpacked into a private folder; xpnet runs from this checkout (PYTHONPATH), so nothing of
-# the machine's own Python is changed.  Outputs (logs, tables, JSON) go to OUT_DIR.
+# the machine's own Python is changed.  Outputs (logs, tables, JSON; about 20 files) go to
+# OUT_DIR.  Through the device tool (8 files come back at most):
+#   bash ci/gpu.sh .whl /tmp/gpu; tar czf $OUT/gpu.tgz -C /tmp gpu
 set -uo pipefail
 wheels=${1:?usage: ci/gpu.sh WHEEL_DIR OUT_DIR}
 out=${2:?usage: ci/gpu.sh WHEEL_DIR OUT_DIR}
@@ -24,9 +26,9 @@ status=0
 # The whole suite (every backend the machine has: cupy, torch:cuda, jax), cupy the default.
 workers=()
 python3 -c "import xdist" 2>/dev/null && workers=(-n 8)
-XPNET_BACKEND=cupy python3 -m pytest -q -p no:cacheprovider "${workers[@]}" 2>&1 | tee "$out/pytest.log" | tail -n 40 \
-  || status=1
-[ "${PIPESTATUS[0]}" = 0 ] || status=1
+# (XPNET_GPU_BACKEND and XPNET_PYTEST_ARGS: for a dry run of this script without a GPU.)
+XPNET_BACKEND=${XPNET_GPU_BACKEND:-cupy} python3 -m pytest -p no:cacheprovider "${workers[@]}" ${XPNET_PYTEST_ARGS:-} \
+  2>&1 | tee "$out/pytest.log" | tail -n 40 || status=1
 # The same training on every backend, float32 and float64.
 for model in mlp cnn gru; do
   for dtype in float32 float64; do
