@@ -325,6 +325,12 @@ def test_conv_errors(bk):
         F.conv1d(t64(np.zeros((1, 2, 5))), xn.tensor(np.zeros((4, 2, 3), dtype="float32")))
     with pytest.raises(ValueError, match=r"ConvTranspose1d.*input has 3 channels.*expected 2"):
         nn.ConvTranspose1d(2, 4, 3)(zeros(1, 3, 5))
+    for f, w in ((F.conv1d, zeros(4, 2, 3)), (F.conv_transpose1d, zeros(2, 4, 3))):
+        with pytest.raises(ValueError, match=r"stride and dilation must be >= 1, got \(0,\) and \(1,\)"):
+            f(zeros(1, 2, 5), w, stride=0)
+    with pytest.raises(ValueError, match=r"conv_transpose1d: weight must have 3 dimensions \(in_channels, "
+                                         r"out_channels/groups, \*kernel\)"):
+        F.conv_transpose1d(zeros(1, 2, 5), zeros(2, 4))
 
 
 def test_pool_errors(bk):

@@ -319,18 +319,25 @@ def _padding(padding, nd, kernel, dilation, stride, name):
     return p, p
 
 
-def _conv(input, weight, bias, stride, padding, dilation, groups, nd, name):
-    x, unbatched = _batched(input, nd, name)
+def _kernel_args(name, weight, stride, dilation, groups, nd, axes):
+    """Checked ``(weight shape, stride, dilation)``; ``axes`` names the weight's first two axes
+    (``("out_channels", "in_channels")`` for a convolution, the reverse for a transposed one)."""
     ws = tuple(weight.shape)
     if len(ws) != nd + 2:
-        raise ValueError(f"{name}: weight must have {nd + 2} dimensions (out_channels, in_channels/groups, "
+        raise ValueError(f"{name}: weight must have {nd + 2} dimensions ({axes[0]}, {axes[1]}/groups, "
                          f"*kernel), got shape {ws}")
     stride = _ntuple(stride, nd, "stride", name)
     dilation = _ntuple(dilation, nd, "dilation", name)
     if any(s < 1 for s in stride) or any(d < 1 for d in dilation):
         raise ValueError(f"{name}: stride and dilation must be >= 1, got {stride} and {dilation}")
     if not isinstance(groups, int) or groups < 1 or ws[0] % groups:
-        raise ValueError(f"{name}: groups={groups!r} must be a positive int dividing out_channels={ws[0]}")
+        raise ValueError(f"{name}: groups={groups!r} must be a positive int dividing {axes[0]}={ws[0]}")
+    return ws, stride, dilation
+
+
+def _conv(input, weight, bias, stride, padding, dilation, groups, nd, name):
+    x, unbatched = _batched(input, nd, name)
+    ws, stride, dilation = _kernel_args(name, weight, stride, dilation, groups, nd, ("out_channels", "in_channels"))
     C = x.shape[1]
     if C != ws[1] * groups:
         read = f", read as unbatched (C, {_DIMS[nd]})" if unbatched else ""
@@ -365,16 +372,9 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
 def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, name,
                     output_size=None):
     x, unbatched = _batched(input, nd, name)
-    ws = tuple(weight.shape)
-    if len(ws) != nd + 2:
-        raise ValueError(f"{name}: weight must have {nd + 2} dimensions (in_channels, out_channels/groups, "
-                         f"*kernel), got shape {ws}")
-    stride = _ntuple(stride, nd, "stride", name)
-    dilation = _ntuple(dilation, nd, "dilation", name)
+    ws, stride, dilation = _kernel_args(name, weight, stride, dilation, groups, nd, ("in_channels", "out_channels"))
     pad = _ntuple(padding, nd, "padding", name)
     outpad = _ntuple(output_padding, nd, "output_padding", name)
-    if not isinstance(groups, int) or groups < 1 or ws[0] % groups:
-        raise ValueError(f"{name}: groups={groups!r} must be a positive int dividing in_channels={ws[0]}")
     N, C = x.shape[0], x.shape[1]
     if C != ws[0]:
         raise ValueError(f"{name}: input has {C} channels (shape {tuple(input.shape)}), expected {ws[0]} "
