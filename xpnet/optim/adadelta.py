@@ -13,12 +13,13 @@ class Adadelta(Optimizer):
     State: ``step``, ``square_avg`` (v), ``acc_delta`` (u)."""
 
     def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6,
-                 weight_decay: float = 0.0, *, maximize: bool = False):
+                 weight_decay: float = 0.0, *, maximize: bool = False, foreach: bool | None = None):
         _check("Adadelta", lr >= 0.0, f"learning rate {lr}: expected lr >= 0")
         _check("Adadelta", 0.0 <= rho <= 1.0, f"rho {rho}: expected 0 <= rho <= 1")
         _check("Adadelta", eps >= 0.0, f"eps {eps}: expected eps >= 0")
         _check("Adadelta", weight_decay >= 0.0, f"weight_decay {weight_decay}: expected weight_decay >= 0")
-        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize))
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay, maximize=maximize,
+                                      foreach=foreach))
 
     def _update_group(self, xp, group, params, grads):
         lr, rho, eps, wd = group["lr"], group["rho"], group["eps"], group["weight_decay"]

@@ -12,7 +12,8 @@ class Adagrad(Optimizer):
     State: ``step``, ``sum``."""
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False):
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, *, maximize: bool = False,
+                 foreach: bool | None = None):
         _check("Adagrad", lr >= 0.0, f"learning rate {lr}: expected lr >= 0")
         _check("Adagrad", lr_decay >= 0.0, f"lr_decay {lr_decay}: expected lr_decay >= 0")
         _check("Adagrad", weight_decay >= 0.0, f"weight_decay {weight_decay}: expected weight_decay >= 0")
@@ -21,7 +22,7 @@ class Adagrad(Optimizer):
         _check("Adagrad", eps >= 0.0, f"eps {eps}: expected eps >= 0")
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay,
                                       initial_accumulator_value=initial_accumulator_value,
-                                      maximize=maximize))
+                                      maximize=maximize, foreach=foreach))
 
     def _update_group(self, xp, group, params, grads):
         lr, lr_decay, wd, eps = group["lr"], group["lr_decay"], group["weight_decay"], group["eps"]

@@ -13,12 +13,13 @@ class Lion(Optimizer):
     State: ``exp_avg``."""
 
     def __init__(self, params, lr: float = 1e-4, betas=(0.9, 0.99), weight_decay: float = 0.0,
-                 *, maximize: bool = False):
+                 *, maximize: bool = False, foreach: bool | None = None):
         _check("Lion", lr >= 0.0, f"learning rate {lr}: expected lr >= 0")
         _check("Lion", len(betas) == 2 and 0.0 <= betas[0] <= 1.0 and 0.0 <= betas[1] <= 1.0,
                f"betas {betas}: expected two values in [0, 1]")
         _check("Lion", weight_decay >= 0.0, f"weight_decay {weight_decay}: expected weight_decay >= 0")
-        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize))
+        super().__init__(params, dict(lr=lr, betas=tuple(betas), weight_decay=weight_decay, maximize=maximize,
+                                      foreach=foreach))
 
     def _update_group(self, xp, group, params, grads):
         lr, (beta1, beta2), wd = group["lr"], group["betas"], group["weight_decay"]

@@ -16,6 +16,7 @@ from collections import defaultdict
 
 from .. import backend as B
 from ..autograd import Tensor, enable_grad
+from .foreach import foreach_default, fused_update
 
 __all__ = ["Optimizer"]
 
@@ -26,15 +27,21 @@ class Optimizer:
     ``params`` is an iterable of parameters, of ``(name, parameter)`` pairs
     (``model.named_parameters()``), or of dicts that define parameter groups
     (``{"params": [...], "lr": 0.1}``); ``defaults`` fills what a group leaves out.
+    Every optimizer takes PyTorch's ``foreach``: True runs the update once on all
+    parameters of a group concatenated (same numbers, a few array operations per step
+    instead of a few per parameter); None (default) does so for arrays on a GPU.
     """
 
     #: state entries that are host scalars (Python numbers), not arrays shaped like the parameter
     _scalar_state: tuple = ("step",)
+    #: each parameter's update is elementwise, so it can run once on all of them concatenated
+    _elementwise: bool = True
 
     def __init__(self, params, defaults: dict):
         self.defaults = dict(defaults)
         self.state: defaultdict = defaultdict(dict)
         self.param_groups: list = []
+        self._flat: dict = {}  # id(group) -> its parameters as views of flat arrays (foreach)
         if isinstance(params, Tensor) or isinstance(params, dict):
             raise TypeError(
                 f"{type(self).__name__}: params should be an iterable of parameters or of dicts "
@@ -113,7 +120,13 @@ class Optimizer:
                 params.append(p)
                 grads.append(g)
             if params:
-                self._update_group(B.namespace_of(params[0].data), group, params, grads)
+                xp = B.namespace_of(params[0].data)
+                foreach = group.get("foreach")
+                if foreach is None:
+                    foreach = foreach_default(xp, params[0].data)
+                if not (foreach and len(params) > 1 and self._elementwise
+                        and fused_update(self, xp, group, params, grads)):
+                    self._update_group(xp, group, params, grads)
         return loss
 
     def _update_group(self, xp, group: dict, params: list, grads: list):
@@ -151,7 +164,7 @@ class Optimizer:
             if len(sg["params"]) != len(g["params"]):
                 raise ValueError(f"{name}: parameter group {i} has {len(sg['params'])} parameter(s) in the "
                                  f"state dict but {len(g['params'])} in the optimizer (nothing was loaded)")
-            missing = [k for k in self.defaults if k not in sg]
+            missing = [k for k in self.defaults if k not in sg and k not in _OPTIONAL]
             if missing:
                 raise ValueError(f"{name}: parameter group {i} lacks {', '.join(map(repr, missing))} "
                                  f"(saved by another optimizer?) (nothing was loaded)")
@@ -166,11 +179,15 @@ class Optimizer:
         new_groups = []
         for g, sg in zip(self.param_groups, saved_groups):
             ng = {key: copy.deepcopy(v) for key, v in sg.items() if key != "params"}
+            for key in _OPTIONAL:  # saved before the option existed: keep the current setting
+                if key in g and key not in ng:
+                    ng[key] = g[key]
             ng["params"] = g["params"]
             if "param_names" in g and "param_names" not in ng:
                 ng["param_names"] = g["param_names"]
             new_groups.append(ng)
         self.state, self.param_groups = new_state, new_groups
+        self._flat.clear()
 
     def _load_value(self, name, index, key, v, p):
         """One state entry converted for parameter ``p`` (host scalar or array on ``p``'s backend)."""
@@ -203,6 +220,10 @@ class Optimizer:
             lines.append(f"Parameter Group {i}")
             lines += [f"    {k}: {g[k]}" for k in sorted(g) if k not in ("params", "param_names")]
         return "\n".join(lines) + "\n)"
+
+
+#: hyper-parameters that a state dict may lack (it was saved before they existed)
+_OPTIONAL = ("foreach",)
 
 
 def _check(name: str, ok: bool, what: str):

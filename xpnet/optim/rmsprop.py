@@ -15,14 +15,15 @@ class RMSprop(Optimizer):
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8,
                  weight_decay: float = 0.0, momentum: float = 0.0, centered: bool = False,
-                 *, maximize: bool = False):
+                 *, maximize: bool = False, foreach: bool | None = None):
         _check("RMSprop", lr >= 0.0, f"learning rate {lr}: expected lr >= 0")
         _check("RMSprop", eps >= 0.0, f"eps {eps}: expected eps >= 0")
         _check("RMSprop", momentum >= 0.0, f"momentum {momentum}: expected momentum >= 0")
         _check("RMSprop", weight_decay >= 0.0, f"weight_decay {weight_decay}: expected weight_decay >= 0")
         _check("RMSprop", alpha >= 0.0, f"alpha {alpha}: expected alpha >= 0")
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
-                                      momentum=momentum, centered=centered, maximize=maximize))
+                                      momentum=momentum, centered=centered, maximize=maximize,
+                                      foreach=foreach))
 
     def _update_group(self, xp, group, params, grads):
         lr, alpha, eps, wd = group["lr"], group["alpha"], group["eps"], group["weight_decay"]

@@ -13,14 +13,16 @@ class SGD(Optimizer):
     ``buf``; ``p -= lr g``.  State: ``momentum_buffer`` (when momentum != 0)."""
 
     def __init__(self, params, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, *, maximize: bool = False,
+                 foreach: bool | None = None):
         _check("SGD", lr >= 0.0, f"learning rate {lr}: expected lr >= 0")
         _check("SGD", momentum >= 0.0, f"momentum {momentum}: expected momentum >= 0")
         _check("SGD", weight_decay >= 0.0, f"weight_decay {weight_decay}: expected weight_decay >= 0")
         _check("SGD", not nesterov or (momentum > 0 and dampening == 0),
                "nesterov=True: Nesterov momentum requires momentum > 0 and dampening = 0")
         super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening,
-                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize))
+                                      weight_decay=weight_decay, nesterov=nesterov, maximize=maximize,
+                                      foreach=foreach))
 
     def _update_group(self, xp, group, params, grads):
         lr, wd, momentum = group["lr"], group["weight_decay"], group["momentum"]
