@@ -41,5 +41,8 @@ python3 backends/bench.py --markdown "$out/bench.md" --json "$out/bench.json" 2>
 python3 backends/bench.py --tf32 --workloads mlp_784_b1024,mlp_wide --json "$out/bench_tf32.json" \
   > "$out/bench_tf32.txt" 2>&1 || status=1
 python3 backends/bench_core.py > "$out/bench_core.txt" 2>&1 || status=1
+# The optimizer step alone: the loop over parameters vs foreach (one pass), next to torch.optim.
+python3 backends/bench_optim.py --backends cupy,torch --markdown "$out/bench_optim.md" \
+  > "$out/bench_optim.txt" 2>&1 || status=1
 echo "ci/gpu.sh: exit $status; outputs in $out"
 exit $status

@@ -97,3 +97,17 @@ def test_main_smoke(tmp_path, capsys):
 def test_unknown_workload_is_named():
     with pytest.raises(SystemExit, match="unknown workload.*nope.*expected"):
         bench.main(["--device", "cpu", "--workloads", "nope"])
+
+
+def test_bench_optim_smoke(tmp_path, capsys):
+    import bench_optim
+    md = tmp_path / "o.md"
+    bench_optim.main(["--backends", "numpy,array_api_strict", "--models", "mlp_small", "--repeats", "1",
+                      "--markdown", str(md)])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "mlp_small (6)" in line]
+    assert len(rows) == 2 * len(bench_optim.OPTIMIZERS), out
+    assert md.read_text().count("| mlp_small (6) |") == len(rows)
+    with pytest.raises(SystemExit):
+        bench_optim.main(["--models", "nope"])
+    assert "unknown model(s) nope" in capsys.readouterr().err

@@ -250,9 +250,14 @@ def test_out_of_memory_inside_the_update_is_said(bk):
         raise real_oom(bk)
 
     tr.optimizer.step = hungry_step
-    with pytest.raises(xn.OutOfMemoryError, match="inside the optimizer update.*reload the last checkpoint"):
+    with pytest.raises(xn.OutOfMemoryError, match="inside the optimizer update.*reload the last checkpoint") as e:
         tr.fit(*blobs(32), epochs=1, batch_size=16)
     assert not tr._updating
+    assert ("foreach=False" in str(e.value)) is tr.optimizer._foreach(tr.optimizer.param_groups[0], model.net[0].weight.data)
+    for group in tr.optimizer.param_groups:  # the one-pass update: a remedy is to turn it off
+        group["foreach"] = True
+    with pytest.raises(xn.OutOfMemoryError, match=r"Try the optimizer with foreach=False \(its one-pass"):
+        tr.fit(*blobs(32), epochs=1, batch_size=16)
 
 
 def test_other_errors_pass_unchanged(bk):

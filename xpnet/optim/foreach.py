@@ -7,7 +7,9 @@ parameter: on a GPU, a few kernel launches per step instead of a few per
 parameter.  Between steps the parameters and their state arrays are views
 of the flat arrays, so a step concatenates only the gradients; anything
 that rebinds a parameter or a state entry (``load_state_dict``, user code)
-is noticed and the flat arrays are rebuilt.
+is noticed and the flat arrays are rebuilt.  The price is memory: during a step the
+new flat parameters and state exist next to the old ones (about twice the parameters
+and optimizer state, where the loop needs one parameter's worth more).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ __all__ = ["fused_update", "foreach_default"]
 
 def foreach_default(xp, x) -> bool:
     """What ``foreach=None`` means, as in PyTorch: on for arrays on a GPU (CuPy, PyTorch CUDA),
-    where every operation is a kernel launch; off on the CPU, where a loop over the
-    parameters is as fast for plain SGD (``foreach=True`` pays there for Adam and the
-    like), and on JAX, where slicing the flat result copies every piece."""
+    where every operation is a kernel launch.  Off on the CPU, where the loop is faster
+    (backends/bench_optim.py: the flat arrays outgrow the cache, and NumPy's per-call
+    cost is small), and on JAX, where slicing the flat result copies every piece."""
     c = B.array_api_compat
     return (c.is_cupy_namespace(xp) or c.is_torch_namespace(xp)) and not B.on_host(x)
 

@@ -121,13 +121,17 @@ class Optimizer:
                 grads.append(g)
             if params:
                 xp = B.namespace_of(params[0].data)
-                foreach = group.get("foreach")
-                if foreach is None:
-                    foreach = foreach_default(xp, params[0].data)
-                if not (foreach and len(params) > 1 and self._elementwise
+                if not (len(params) > 1 and self._foreach(group, params[0].data)
                         and fused_update(self, xp, group, params, grads)):
                     self._update_group(xp, group, params, grads)
         return loss
+
+    def _foreach(self, group: dict, x) -> bool:
+        """Whether ``group`` (whose parameters are arrays like ``x``) is updated in one pass."""
+        foreach = group.get("foreach")
+        if foreach is None:
+            foreach = foreach_default(B.namespace_of(x), x)
+        return bool(foreach) and self._elementwise
 
     def _update_group(self, xp, group: dict, params: list, grads: list):
         """Update ``params`` (those of ``group`` with a gradient) given raw ``grads``."""

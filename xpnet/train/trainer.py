@@ -322,6 +322,10 @@ class Trainer:
         if step != "fit":
             state = "nothing was changed"
         elif self._updating:
+            if any(self.optimizer._foreach(g, g["params"][0].data) for g in self.optimizer.param_groups
+                   if g["params"]):
+                tries.insert(0, "the optimizer with foreach=False (its one-pass update holds a second copy "
+                                "of the parameters and their state)")
             state = ("it ran out inside the optimizer update, so some parameters may already be updated: "
                      "reload the last checkpoint before going on")
         else:
