@@ -112,6 +112,49 @@ def test_seeded_numbers_are_the_same_on_every_backend():
             np.testing.assert_array_equal(a, b, err_msg=name)
 
 
+def test_random_bits_are_the_same_on_every_backend_and_uniform(bk):
+    """The device-side generator behind dropout: identical bits everywhere, and the 24-bit
+    values look uniform and independent (bit balance, buckets, neighbours, successive keys)."""
+    keys, next_keys = (tuple(int(k) for k in ks) for ks in np.random.default_rng(0).integers(-2**31, 2**31, (2, 2)))
+    ref = B.random_bits((400, 250), keys, B.get_backend("numpy"))
+    bits = B.random_bits((400, 250), keys, bk)
+    assert B.device_name(B.array_api_compat.device(bits)) == B.device_name(bk.device)
+    np.testing.assert_array_equal(to_np(bits), ref)
+    v = ref.ravel().astype(np.int64)
+    assert v.min() >= 0 and v.max() < 2**24
+    n = v.size
+    for k in range(24):  # every bit is a fair coin: within 5 standard deviations
+        assert abs(((v >> k) & 1).mean() - 0.5) < 5 * 0.5 / n ** 0.5, k
+    counts = np.bincount(v >> 16, minlength=256)  # chi-square over 256 buckets, 255 dof
+    chi2 = ((counts - n / 256) ** 2 / (n / 256)).sum()
+    assert chi2 < 255 + 6 * (2 * 255) ** 0.5
+    u = v / 2**24
+    other = B.random_bits((n,), next_keys, B.get_backend("numpy")).astype(np.int64) / 2**24
+    for a, b in [(u[:-1], u[1:]), (u, other)]:  # neighbours; the next key
+        assert abs(np.corrcoef(a, b)[0, 1]) < 5 / n ** 0.5
+    assert not np.array_equal(np.sort(u), np.sort(other))
+
+
+def test_bernoulli_is_made_on_the_device(bk):
+    """A dropout mask takes two keys from the host generator and nothing else from the host."""
+    g = B.Generator(3)
+    calls = []
+
+    class Host:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(np.random.default_rng(3), name)
+
+    g.host = Host()
+    mask = g.bernoulli((50, 40), 0.25, backend=bk)
+    assert calls == ["integers"]
+    assert B.namespace_of(mask) is B.namespace_of(bk.xp.zeros(1, device=bk.device))
+    assert abs(to_np(mask).mean() - 0.25) < 0.03
+    assert to_np(g.bernoulli((7,), 1.0, backend=bk)).all() and not to_np(g.bernoulli((7,), 0.0, backend=bk)).any()
+    with pytest.raises(ValueError, match="at most 2\\*\\*31 - 1"):
+        B.random_bits((2**16, 2**15), (1, 2), bk)
+
+
 def test_generator_state_round_trip():
     g = xn.Generator(3)
     state = g.get_state()

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import math
 import importlib
+import math
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -671,9 +671,15 @@ def index_zeros_set(shape, index, value):
 # ----------------------------------------------------------------- randomness
 
 class Generator:
-    """Seeded random numbers, drawn on the host by NumPy's PCG64 and moved to a
-    backend (the current one unless ``backend=`` says otherwise), so that a seed
-    gives the same numbers (e.g. initial weights) on every backend."""
+    """Seeded random numbers that are the same on every backend.
+
+    Most are drawn on the host by NumPy's PCG64 and moved to a backend (the
+    current one unless ``backend=`` says otherwise): initial weights, once.
+    :meth:`bernoulli` (dropout masks, every step) draws only two keys on the
+    host and computes the mask on the array's device with :func:`random_bits`,
+    so no host-to-device copy (on a GPU, a wait for the device) is needed.
+    The state is the host generator's alone.
+    """
 
     def __init__(self, seed=None):
         self.host = np.random.default_rng(seed)
@@ -699,9 +705,9 @@ class Generator:
         return self._out(self.host.permutation(n), b.xp.int64, b)
 
     def bernoulli(self, shape, p: float, backend=None):
-        """A boolean mask, True with probability ``p``."""
-        b = backend or current_backend()
-        return b.xp.asarray(self.host.random(size=shape) < p, device=b.device)
+        """A boolean mask, True with probability ``p`` (to 2**-24), made on the device."""
+        keys = tuple(int(k) for k in self.host.integers(-2**31, 2**31, size=2))
+        return random_bits(shape, keys, backend or current_backend()) < round(p * 2**24)
 
     def orthogonal(self, rows: int, cols: int):
         """A host (NumPy) matrix with orthonormal rows or columns, from QR of a normal draw."""
@@ -715,6 +721,34 @@ class Generator:
 
     def set_state(self, state: dict):
         self.host.bit_generator.state = state
+
+
+def _shift_right(x, s: int):
+    """Logical right shift of 32-bit patterns held in int32 (whose ``>>`` copies the sign bit)."""
+    return (x >> s) & ((1 << (32 - s)) - 1)
+
+
+def _mix32(x):
+    """A bijective mix of 32-bit patterns (int32 products wrap around): Wellons' two-round
+    mixer with multipliers 0x21f0aaad and 0x735a2d97 (github.com/skeeto/hash-prospector)."""
+    x = x ^ _shift_right(x, 16)
+    x = x * 0x21F0AAAD
+    x = x ^ _shift_right(x, 15)
+    x = x * 0x735A2D97
+    return x ^ _shift_right(x, 15)
+
+
+def random_bits(shape, keys, backend):
+    """Integers in [0, 2**24) of ``shape`` on ``backend``'s device: element ``i`` is a hash
+    of ``i`` and the two 32-bit ``keys`` (a counter-based generator).  Only int32 array
+    operations, so every backend gives the same bits and nothing moves from the host."""
+    n = math.prod(shape)
+    if n >= 2**31:
+        raise ValueError(f"random_bits: {n} elements (shape {tuple(shape)}); at most 2**31 - 1 in one draw")
+    xp = backend.xp
+    k1, k2 = keys
+    x = _mix32(_mix32(xp.arange(n, dtype=xp.int32, device=backend.device) ^ k1) ^ k2)
+    return xp.reshape(_shift_right(x, 8), tuple(shape))
 
 
 _default_rng = Generator(0)
