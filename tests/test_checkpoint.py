@@ -28,9 +28,11 @@ def make(seed=0, hidden=4, bias=True, backend=None):
 
 
 def make_opt(model, kind):
-    if kind == "sgd":
-        return optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
-    return optim.Adam(model.parameters(), lr=0.01)
+    """``kind``: "sgd" or "adam", "-foreach" for the one-pass update."""
+    foreach = kind.endswith("-foreach")
+    if kind.startswith("sgd"):
+        return optim.SGD(model.parameters(), lr=0.1, momentum=0.9, foreach=foreach)
+    return optim.Adam(model.parameters(), lr=0.01, foreach=foreach)
 
 
 def train(model, opt, sched, steps):
@@ -64,7 +66,7 @@ def assert_same(a, b):
 
 # ------------------------------------------------------------------ round trips
 
-@pytest.mark.parametrize("kind", ["sgd", "adam"])
+@pytest.mark.parametrize("kind", ["sgd", "adam", "sgd-foreach", "adam-foreach"])
 def test_resume_is_bitwise_identical(bk, kind, tmp_path):
     model = make()
     opt = make_opt(model, kind)
