@@ -117,9 +117,11 @@ def test_random_bits_are_the_same_on_every_backend_and_uniform(bk):
     values look uniform and independent (bit balance, buckets, neighbours, successive keys)."""
     keys, next_keys = (tuple(int(k) for k in ks) for ks in np.random.default_rng(0).integers(-2**31, 2**31, (2, 2)))
     ref = B.random_bits((400, 250), keys, B.get_backend("numpy"))
-    bits = B.random_bits((400, 250), keys, bk)
-    assert B.device_name(B.array_api_compat.device(bits)) == B.device_name(bk.device)
-    np.testing.assert_array_equal(to_np(bits), ref)
+    for bits in (B.random_bits((400, 250), keys, bk), B.random_bits_portable((400, 250), keys, bk)):
+        assert B.device_name(B.array_api_compat.device(bits)) == B.device_name(bk.device)
+        assert B.namespace_of(bits) is B.namespace_of(bk.xp.zeros(1, device=bk.device))
+        assert bits.dtype == bk.xp.int32
+        np.testing.assert_array_equal(to_np(bits), ref)
     v = ref.ravel().astype(np.int64)
     assert v.min() >= 0 and v.max() < 2**24
     n = v.size
@@ -151,8 +153,9 @@ def test_bernoulli_is_made_on_the_device(bk):
     assert B.namespace_of(mask) is B.namespace_of(bk.xp.zeros(1, device=bk.device))
     assert abs(to_np(mask).mean() - 0.25) < 0.03
     assert to_np(g.bernoulli((7,), 1.0, backend=bk)).all() and not to_np(g.bernoulli((7,), 0.0, backend=bk)).any()
-    with pytest.raises(ValueError, match="at most 2\\*\\*31 - 1"):
-        B.random_bits((2**16, 2**15), (1, 2), bk)
+    for bits in (B.random_bits, B.random_bits_portable):
+        with pytest.raises(ValueError, match="at most 2\\*\\*31 - 1"):
+            bits((2**16, 2**15), (1, 2), bk)
 
 
 def test_generator_state_round_trip():

@@ -723,32 +723,50 @@ class Generator:
         self.host.bit_generator.state = state
 
 
-def _shift_right(x, s: int):
-    """Logical right shift of 32-bit patterns held in int32 (whose ``>>`` copies the sign bit)."""
-    return (x >> s) & ((1 << (32 - s)) - 1)
+def _shift_right(x, s: int, signed: bool):
+    """Logical right shift of 32-bit patterns (int32's ``>>`` copies the sign bit: masked)."""
+    return (x >> s) & ((1 << (32 - s)) - 1) if signed else x >> s
 
 
-def _mix32(x):
-    """A bijective mix of 32-bit patterns (int32 products wrap around): Wellons' two-round
-    mixer with multipliers 0x21f0aaad and 0x735a2d97 (github.com/skeeto/hash-prospector)."""
-    x = x ^ _shift_right(x, 16)
+def _mix32(x, signed: bool):
+    """A bijective mix of 32-bit patterns (products wrap around): Wellons' two-round mixer
+    with multipliers 0x21f0aaad and 0x735a2d97 (github.com/skeeto/hash-prospector)."""
+    x = x ^ _shift_right(x, 16, signed)
     x = x * 0x21F0AAAD
-    x = x ^ _shift_right(x, 15)
+    x = x ^ _shift_right(x, 15, signed)
     x = x * 0x735A2D97
-    return x ^ _shift_right(x, 15)
+    return x ^ _shift_right(x, 15, signed)
 
 
-def random_bits(shape, keys, backend):
-    """Integers in [0, 2**24) of ``shape`` on ``backend``'s device: element ``i`` is a hash
-    of ``i`` and the two 32-bit ``keys`` (a counter-based generator).  Only int32 array
-    operations, so every backend gives the same bits and nothing moves from the host."""
+def _bits(xp, dtype, shape, keys, **device):
+    """The bits of :func:`random_bits` in ``dtype`` (uint32, or int32 for libraries that
+    lack unsigned arithmetic), as 24-bit values."""
     n = math.prod(shape)
     if n >= 2**31:
         raise ValueError(f"random_bits: {n} elements (shape {tuple(shape)}); at most 2**31 - 1 in one draw")
-    xp = backend.xp
-    k1, k2 = keys
-    x = _mix32(_mix32(xp.arange(n, dtype=xp.int32, device=backend.device) ^ k1) ^ k2)
-    return xp.reshape(_shift_right(x, 8), tuple(shape))
+    signed = dtype == xp.int32
+    k1, k2 = keys if signed else (k & 0xFFFFFFFF for k in keys)
+    x = _mix32(_mix32(xp.arange(n, dtype=dtype, **device) ^ k1, signed) ^ k2, signed)
+    return xp.reshape(_shift_right(x, 8, signed), tuple(shape))
+
+
+def random_bits(shape, keys, backend):
+    """Integers in [0, 2**24) (int32) of ``shape`` on ``backend``'s device: element ``i`` is
+    a hash of ``i`` and the two 32-bit ``keys`` (a counter-based generator), so every
+    backend gives the same bits.  They are made where the array will live: in uint32 by
+    NumPy for any CPU device and by CuPy on its GPU (the fastest), elsewhere by
+    :func:`random_bits_portable` on the device; nothing moves from the host to a GPU."""
+    if array_api_compat.is_cupy_namespace(backend.xp):
+        return _bits(backend.xp, backend.xp.uint32, shape, keys).view(backend.xp.int32)
+    if device_name(backend.device) == "cpu":
+        bits = _bits(np, np.uint32, shape, keys).view(np.int32)
+        return bits if backend.name == "numpy" else backend.xp.asarray(bits, device=backend.device)
+    return random_bits_portable(shape, keys, backend)
+
+
+def random_bits_portable(shape, keys, backend):
+    """:func:`random_bits` in int32 Array API operations, on any backend and device."""
+    return _bits(backend.xp, backend.xp.int32, shape, keys, device=backend.device)
 
 
 _default_rng = Generator(0)
