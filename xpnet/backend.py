@@ -753,11 +753,9 @@ def _bits(xp, dtype, shape, keys, **device):
 def random_bits(shape, keys, backend):
     """Integers in [0, 2**24) (int32) of ``shape`` on ``backend``'s device: element ``i`` is
     a hash of ``i`` and the two 32-bit ``keys`` (a counter-based generator), so every
-    backend gives the same bits.  They are made where the array will live: in uint32 by
-    NumPy for any CPU device and by CuPy on its GPU (the fastest), elsewhere by
-    :func:`random_bits_portable` on the device; nothing moves from the host to a GPU."""
-    if array_api_compat.is_cupy_namespace(backend.xp):
-        return _bits(backend.xp, backend.xp.uint32, shape, keys).view(backend.xp.int32)
+    backend gives the same bits.  They are made where the array will live: for a CPU
+    device by NumPy in uint32 (its fastest), on a GPU by :func:`random_bits_portable`;
+    nothing moves from the host to a GPU."""
     if device_name(backend.device) == "cpu":
         bits = _bits(np, np.uint32, shape, keys).view(np.int32)
         return bits if backend.name == "numpy" else backend.xp.asarray(bits, device=backend.device)
