@@ -97,6 +97,44 @@ def test_resume_is_bitwise_identical(bk, kind, tmp_path):
             np.testing.assert_allclose(to_np(v), expected[k], rtol=1e-6, atol=1e-7, err_msg=k)
 
 
+def test_bfloat16_round_trip(bk, tmp_path):
+    """bfloat16 weights and Adam state (e.g. after the out-of-memory advice) save as BF16 and
+    load back bit for bit; plain weight files too."""
+    if not hasattr(bk.xp, "bfloat16"):
+        pytest.skip(f"{bk.name} has no bfloat16")
+    model = make().to(dtype="bfloat16")
+    opt = optim.Adam(model.parameters(), lr=0.01)
+    x = xn.tensor(np.linspace(-1, 1, 15).reshape(5, 3), dtype="bfloat16")
+    for _ in range(2):
+        opt.zero_grad()
+        xn.mean(model(x) ** 2).backward()
+        opt.step()
+    path, weights = tmp_path / "bf16.safetensors", tmp_path / "w.safetensors"
+    ck.save(path, model, opt)
+    ck.save_weights(weights, model)
+    with ck.safe_open(str(path), framework="numpy") as f:
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"BF16"}
+    other = make(seed=5).to(dtype="bfloat16")
+    other_opt = optim.Adam(other.parameters(), lr=0.01)
+    ck.load(path, other, other_opt)
+    bits = {k: to_np(v).view(np.uint16) for k, v in model.state_dict().items()}
+    for k, v in other.state_dict().items():
+        assert v.dtype == bk.xp.bfloat16
+        np.testing.assert_array_equal(to_np(v).view(np.uint16), bits[k], err_msg=k)
+    for p, q in zip(model.parameters(), other.parameters()):
+        np.testing.assert_array_equal(to_np(other_opt.state[q]["exp_avg"]).view(np.uint16),
+                                      to_np(opt.state[p]["exp_avg"]).view(np.uint16))
+    third = make(seed=6).to(dtype="bfloat16")
+    ck.load_weights(weights, third)
+    for k, v in third.state_dict().items():
+        np.testing.assert_array_equal(to_np(v).view(np.uint16), bits[k], err_msg=k)
+
+
+def test_bfloat16_is_named_where_missing():
+    with pytest.raises(TypeError, match="no dtype|unknown dtype 'bfloat16' for the numpy backend.*torch and jax"):
+        make(backend="numpy").to(dtype="bfloat16")
+
+
 def test_metadata_keeps_python_types(bk, tmp_path):
     meta = {"t": (1, 2.5), 3: "int key", "inf": -math.inf, "c": Counter({4: 2}), "n": [None, True, "s"],
             "f": np.float64(0.5)}

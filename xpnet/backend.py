@@ -252,7 +252,9 @@ def resolve_dtype(xp, dtype):
     try:
         return getattr(xp, name)
     except AttributeError:
-        raise TypeError(f"unknown dtype {dtype!r}: expected a name such as 'float32' or 'int64'") from None
+        where = " (torch and jax have bfloat16)" if name == "bfloat16" else ""
+        raise TypeError(f"unknown dtype {dtype!r} for the {_name_of_namespace(xp)} backend{where}: "
+                        "expected a name such as 'float32' or 'int64'") from None
 
 
 _ISDTYPE: dict = {}
@@ -293,7 +295,7 @@ def as_array(data, dtype=None, backend=None):
             raise TypeError(
                 f"cannot make an array from {type(data).__name__} data of dtype {host.dtype}: "
                 "expected numbers, booleans, nested lists of them, or an array")
-    return b.xp.asarray(host.astype(_np_dtype(resolve_dtype(b.xp, dtype))), device=b.device)
+    return _from_host(host.astype(_np_dtype(resolve_dtype(b.xp, dtype))), b)
 
 
 _NS_BY_TYPE: dict = {}
@@ -356,7 +358,11 @@ def _host_copy(x) -> np.ndarray:
         return np.asarray(x)
     c = array_api_compat
     if c.is_torch_array(x):
-        return x.detach().cpu().numpy()
+        x = x.detach().cpu()
+        torch = _torch()
+        if x.dtype == torch.bfloat16:  # NumPy knows bfloat16 through ml_dtypes only
+            return x.view(torch.int16).numpy().view(_np_dtype("bfloat16"))
+        return x.numpy()
     if c.is_cupy_array(x):
         return x.get()
     if c.is_array_api_strict_namespace(namespace_of(x)):
@@ -377,7 +383,20 @@ def transfer(x, backend: Backend):
             return y
         return array_api_compat.to_device(y, backend.device)
     except Exception:  # no DLPack route between these two: go through the host
-        return backend.xp.asarray(to_numpy(x), device=backend.device)
+        return _from_host(to_numpy(x), backend)
+
+
+def _from_host(a: np.ndarray, backend: Backend):
+    """NumPy array ``a`` on ``backend`` (torch takes bfloat16 only as its bits)."""
+    if a.dtype.name == "bfloat16" and backend.name == "torch":
+        torch = _torch()
+        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16).to(backend.device)
+    return backend.xp.asarray(a, device=backend.device)
+
+
+def _torch():
+    import torch
+    return torch
 
 
 def assign(target, value):
@@ -782,10 +801,14 @@ def manual_seed(seed: int) -> Generator:
 
 
 def _np_dtype(dtype):
-    """The NumPy dtype with the same name as a dtype of any library."""
+    """The NumPy dtype with the same name as a dtype of any library (bfloat16: ml_dtypes')."""
     if isinstance(dtype, np.dtype) or isinstance(dtype, type):
         return np.dtype(dtype)
-    return np.dtype(str(dtype).rsplit(".", 1)[-1].strip("')>"))
+    name = str(dtype).rsplit(".", 1)[-1].strip("')>")
+    if name == "bfloat16":
+        import ml_dtypes
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(name)
 
 
 def dtype_name(dtype) -> str:

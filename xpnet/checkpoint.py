@@ -8,6 +8,7 @@ step, RNG and loader state, user metadata, the format version and the xpnet
 version.  :func:`save_weights` / :func:`load_weights` read and write plain
 weight files keyed by state-dict names, the files that
 ``safetensors.torch.save_file(torch_model.state_dict(), path)`` writes.
+Tensors keep their dtype, bfloat16 included (held on the host by ml_dtypes).
 
 Writes are atomic (temporary file in the same folder, fsync, rename, fsync of
 the folder).  A load checks everything before it changes anything: on a bad
