@@ -160,3 +160,33 @@ def test_foreach_default_is_on_for_gpu_arrays_only(bk):
     x = bk.xp.zeros(3)
     on_gpu = bk.name in ("cupy", "torch") and xn.backend.device_name(bk.device).startswith("cuda")
     assert foreach_default(bk.xp, x) is on_gpu
+
+
+@pytest.mark.parametrize("name,kwargs", [("Adam", dict(lr=0.1)), ("SGD", dict(lr=0.1, momentum=0.9))])
+def test_foreach_failed_update_changes_nothing_and_recovers(bk, name, kwargs, monkeypatch):
+    """An error inside the one-pass update (say, out of memory) leaves every parameter and
+    its state as they were; the next step rebuilds the flat arrays and matches the loop."""
+    init, grads = _data(12, 4)
+    a_params, b_params = _xparams(init), _xparams(init)
+    a = getattr(optim, name)(a_params, foreach=True, **kwargs)
+    b = getattr(optim, name)(b_params, foreach=False, **kwargs)
+    _every_step(a, a_params, grads[:2])
+    _every_step(b, b_params, grads[:2])
+    before = [to_np(p).copy() for p in a_params]
+    update = a._update_group
+
+    def failing(xp, group, params, gs):
+        update(xp, group, params, gs)  # state entries rebound, then
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(a, "_update_group", failing)
+    for p, g in zip(a_params, grads[2]):
+        p.grad = xn.tensor(g, dtype="float64")
+    with pytest.raises(MemoryError):
+        a.step()
+    monkeypatch.undo()
+    for p, x in zip(a_params, before):
+        np.testing.assert_array_equal(to_np(p), x)
+    _every_step(a, a_params, grads[2:])
+    _every_step(b, b_params, grads[2:])
+    _assert_same(b_params, b, a_params, a)

@@ -7,9 +7,10 @@ parameter: on a GPU, a few kernel launches per step instead of a few per
 parameter.  Between steps the parameters and their state arrays are views
 of the flat arrays, so a step concatenates only the gradients; anything
 that rebinds a parameter or a state entry (``load_state_dict``, user code)
-is noticed and the flat arrays are rebuilt.  The price is memory: during a step the
-new flat parameters and state exist next to the old ones (about twice the parameters
-and optimizer state, where the loop needs one parameter's worth more).
+is noticed and the flat arrays are rebuilt.  The price is memory: during a
+step the new flat parameters and state exist next to the old ones (about
+twice the parameters and optimizer state, where the loop needs one
+parameter's worth more).
 """
 
 from __future__ import annotations
@@ -120,6 +121,9 @@ def fused_update(opt, xp, group: dict, params: list, grads: list) -> bool:
     opt.state[flat.param] = flat.state
     try:
         opt._update_group(xp, group, [flat.param], [_concat(xp, grads)])
+    except BaseException:  # the parameters are untouched, the flat state may be half updated
+        del opt._flat[id(group)]
+        raise
     finally:
         flat.state = opt.state.pop(flat.param)
     flat.scatter(xp, params, states)

@@ -19,8 +19,8 @@ def dropout(input, p: float = 0.5, training: bool = True, generator=None, inplac
     Identity when ``training`` is false or ``p == 0``; zeros when ``p == 1`` (as
     PyTorch).  The mask comes from ``generator`` (default: the default
     generator), computed on the input's device, and a seed gives the same mask
-    on every backend; the gradient flows only through the kept elements.  ``inplace`` is accepted for
-    PyTorch compatibility and ignored.
+    on every backend; the gradient flows only through the kept elements.
+    ``inplace`` is accepted for PyTorch compatibility and ignored.
     """
     _check_p(p, "dropout")
     if not training or p == 0:
