@@ -5,8 +5,18 @@ import pytest
 import xpnet
 from xpnet import backend as B
 
-# numpy and array_api_strict always; torch and jax when installed; cupy when a GPU answers.
-AVAILABLE = [name for name, why in B.available_backends().items() if why is None]
+
+def _torch_cuda() -> list:
+    """``["torch:cuda"]`` where PyTorch sees a GPU (torch's default device is the CPU)."""
+    try:
+        B.get_backend("torch:cuda")
+    except (B.BackendUnavailable, ImportError):
+        return []
+    return ["torch:cuda"]
+
+
+# numpy and array_api_strict always; torch and jax when installed; cupy and torch:cuda when a GPU answers.
+AVAILABLE = [name for name, why in B.available_backends().items() if why is None] + _torch_cuda()
 
 
 def pytest_report_header(config):
@@ -21,6 +31,13 @@ def bk(request):
     """The backend under test, made current for the test's duration."""
     with xpnet.using(request.param) as b:
         yield b
+
+
+@pytest.fixture(autouse=True)
+def no_pending_checks():
+    """A check deferred on an accelerator that a test left unread does not fail the next test."""
+    yield
+    B._pending_checks.clear()
 
 
 @pytest.fixture

@@ -158,6 +158,29 @@ def test_bernoulli_is_made_on_the_device(bk):
             bits((2**16, 2**15), (1, 2), bk)
 
 
+def test_clip_and_sign_fast_paths_equal_portable(bk):
+    """backend.clip/sign (the library's, or on CuPy the versions without masked assignment,
+    which would sync) against the portable ones and NumPy, NaN and one-sided limits included."""
+    xp = bk.xp
+    v = np.array([-3.5, -1.0, -0.0, 0.0, 0.25, 2.0, np.nan, np.inf, -np.inf])
+    for dtype in ("float32", "float64"):
+        x = xp.asarray(v.astype(dtype), device=bk.device)
+        for lo, hi in [(-1.0, 1.0), (None, 0.0), (0.5, None)]:
+            ref = np.clip(v.astype(dtype), lo, hi)
+            for out in (B.clip(x, lo, hi), B.clip_portable(x, lo, hi)):
+                assert out.dtype == x.dtype
+                np.testing.assert_array_equal(to_np(out), ref)
+        for out in (B.sign(x), B.sign_portable(x)):
+            assert out.dtype == x.dtype
+            np.testing.assert_array_equal(to_np(out), np.sign(v.astype(dtype)))
+    i = xp.asarray(np.array([-4, 0, 3, 9]), device=bk.device)
+    for out in (B.clip(i, 0, 5), B.clip_portable(i, 0, 5)):
+        assert out.dtype == i.dtype
+        np.testing.assert_array_equal(to_np(out), [0, 0, 3, 5])
+    for out in (B.sign(i), B.sign_portable(i)):
+        np.testing.assert_array_equal(to_np(out), [-1, 0, 1, 1])
+
+
 def test_generator_state_round_trip():
     g = xn.Generator(3)
     state = g.get_state()
@@ -197,6 +220,7 @@ def test_check_indices_names_the_bad_index(bk):
     idx = bk.xp.asarray(np.array([0, 5, 2]), device=bk.device)
     with pytest.raises(IndexError, match="index 5 is out of range: expected 0 <= index < 4"):
         B.check_indices(idx, 4, "labels")
+        B.flush_checks()  # deferred on an accelerator: raised at the next read
     B.check_indices(idx, 6, "labels")
 
 

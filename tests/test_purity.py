@@ -34,3 +34,17 @@ def test_the_scan_finds_nested_imports(tmp_path):
     f = tmp_path / "bad.py"
     f.write_text("import os\ndef f():\n    import torch.nn\n    from numpy import ones\n")
     assert list(forbidden_imports(f)) == ["3: torch.nn", "4: numpy"]
+
+
+def test_clip_and_sign_go_through_the_backend():
+    """array-api-compat's clip and sign assign through boolean masks on CuPy, a device sync
+    each: the core calls backend.clip / backend.sign instead."""
+    bad = []
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.name == "backend.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("clip", "sign")
+                    and not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("B", "F"))):
+                bad.append(f"{path.relative_to(ROOT.parent)}:{node.lineno}: .{node.func.attr}(...)")
+    assert not bad, "use backend.clip / backend.sign:\n" + "\n".join(bad)

@@ -503,7 +503,7 @@ def check_indices(index, size: int, what: str, defer: bool = True, bounds=None):
     xp = namespace_of(index)
     if require(xp.stack([xp.min(index), xp.max(index)]), in_range, defer):
         return index
-    return xp.clip(index, 0, size - 1)
+    return clip(index, 0, size - 1)
 
 
 def pad(x, pad_width, value=0.0):
@@ -645,17 +645,49 @@ def _erfc_nonneg(xp, z, terms):
     return t * xp.exp(-z * z + _ERFC_CHEB[0] + 0.5 * u2 * d - dd)
 
 
+def clip(x, lo=None, hi=None):
+    """``x`` limited to ``[lo, hi]`` (None: no limit), its dtype and NaNs kept.  The library's
+    clip, except on CuPy: there array-api-compat assigns through boolean masks, and each
+    such assignment reads a count back from the GPU (a sync), so :func:`clip_portable`."""
+    if array_api_compat.is_cupy_array(x):
+        return clip_portable(x, lo, hi)
+    return namespace_of(x).clip(x, lo, hi)
+
+
+def clip_portable(x, lo=None, hi=None):
+    """:func:`clip` by ``maximum`` and ``minimum``."""
+    xp = namespace_of(x)
+    if lo is not None:
+        x = xp.maximum(x, lo)
+    return x if hi is None else xp.minimum(x, hi)
+
+
+def sign(x):
+    """-1, 0 or 1 by the sign of ``x``, NaNs kept: the library's, except on CuPy, where
+    array-api-compat's NaN fix-up is a masked assignment (a sync; see :func:`clip`)."""
+    if array_api_compat.is_cupy_array(x):
+        return sign_portable(x)
+    return namespace_of(x).sign(x)
+
+
+def sign_portable(x):
+    """:func:`sign` by comparisons and ``where``."""
+    xp = namespace_of(x)
+    s = xp.astype(x > 0, x.dtype) - xp.astype(x < 0, x.dtype)
+    return xp.where(xp.isnan(x), x, s) if isdtype(xp, x.dtype, "real floating") else s
+
+
 def erf_portable(x):
     """erf with standard functions only: about 2e-16 relative error in float64 (one ulp in
     float32), some 100 elementwise passes in float64."""
     xp = namespace_of(x)
     cheb, taylor = (len(_ERFC_CHEB), len(_ERF_TAYLOR)) if x.dtype == xp.float64 else _TERMS_FLOAT32
-    a = xp.clip(xp.abs(x), 0.0, 10.0)  # erf(10) is 1 to double precision
+    a = clip(xp.abs(x), 0.0, 10.0)  # erf(10) is 1 to double precision
     s = a * a
     p = xp.full_like(a, _ERF_TAYLOR[taylor - 1])
     for c in _ERF_TAYLOR[taylor - 2::-1]:
         p = p * s + c
-    return xp.sign(x) * xp.where(a < 0.5, a * p, 1.0 - _erfc_nonneg(xp, a, cheb))
+    return sign(x) * xp.where(a < 0.5, a * p, 1.0 - _erfc_nonneg(xp, a, cheb))
 
 
 def erf(x):

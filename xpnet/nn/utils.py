@@ -71,7 +71,7 @@ def clip_grads_with_norm_(parameters, max_norm: float, total_norm):
         return
     total = _raw(total_norm)
     xp = B.namespace_of(total)
-    coef = xp.clip(float(max_norm) / (total + 1e-6), max=1.0)
+    coef = B.clip(float(max_norm) / (total + 1e-6), None, 1.0)
     for p in params:
         g = _raw(p.grad)
         p.grad = Tensor(g * (coef if coef.dtype == g.dtype else xp.astype(coef, g.dtype)))
@@ -97,4 +97,4 @@ def clip_grad_value_(parameters, clip_value: float, foreach=None):
     for p in _params(parameters):
         if p.grad is not None:
             g = _raw(p.grad)
-            p.grad = Tensor(B.namespace_of(g).clip(g, min=-clip_value, max=clip_value))
+            p.grad = Tensor(B.clip(g, -clip_value, clip_value))

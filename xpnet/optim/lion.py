@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import backend as B
 from .optimizer import Optimizer, _check, _maybe_neg
 
 __all__ = ["Lion"]
@@ -30,5 +31,5 @@ class Lion(Optimizer):
             g = _maybe_neg(g, group["maximize"])
             m = state["exp_avg"]
             w = p.data * (1 - lr * wd) if wd != 0 else p.data
-            p.data = w - lr * xp.sign(beta1 * m + (1 - beta1) * g)
+            p.data = w - lr * B.sign(beta1 * m + (1 - beta1) * g)
             state["exp_avg"] = beta2 * m + (1 - beta2) * g

@@ -122,7 +122,7 @@ class ELU(Function):
         self.alpha = alpha
 
     def forward(self, xp, x):
-        neg = xp.expm1(xp.clip(x, None, 0.0)) * self.alpha  # clipped: no overflow where x > 0
+        neg = xp.expm1(B.clip(x, None, 0.0)) * self.alpha  # clipped: no overflow where x > 0
         return xp.where(x > 0, x, neg)
 
     def backward(self, g, y, x):
@@ -183,7 +183,7 @@ class Softplus(Function):
 
     def forward(self, xp, x):
         bx = x * self.beta
-        soft = xp.log1p(xp.exp(xp.clip(bx, None, self.threshold))) / self.beta
+        soft = xp.log1p(xp.exp(B.clip(bx, None, self.threshold))) / self.beta
         return xp.where(bx > self.threshold, x, soft)
 
     def backward(self, g, y, x):
@@ -198,7 +198,7 @@ class Hardtanh(Function):
         self.lo, self.hi = lo, hi
 
     def forward(self, xp, x):
-        return xp.clip(x, self.lo, self.hi)
+        return B.clip(x, self.lo, self.hi)
 
     def backward(self, g, y, x):
         x = _raw(x)

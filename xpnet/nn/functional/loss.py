@@ -311,7 +311,7 @@ class _BCEWithLogits(Function):
         self.w, self.pw = weight, pos_weight
 
     def forward(self, xp, x, t):
-        sp = xp.log1p(xp.exp(-xp.abs(x))) + xp.clip(-x, 0.0, None)  # softplus(-x)
+        sp = xp.log1p(xp.exp(-xp.abs(x))) + B.clip(-x, 0.0, None)  # softplus(-x)
         lw = 1.0 if self.pw is None else 1.0 + (self.pw - 1.0) * t
         loss = (1.0 - t) * x + lw * sp
         return loss if self.w is None else loss * self.w
