@@ -1,7 +1,7 @@
 """One optimizer step: the loop over parameters against ``foreach=True`` (one update over all
 of them concatenated), next to ``torch.optim`` with and without ``foreach`` on the same device.
 
-    python backends/bench_optim.py [--backends numpy,torch] [--models mlp_small,...] [--repeats 15]
+    python backends/bench_optim.py [--backends numpy,torch,torch:cuda] [--models mlp_small,...] [--repeats 15]
                                    [--markdown FILE]
 
 The parameters are those of the benchmark models (bench.py) plus a deep MLP with many
@@ -108,7 +108,8 @@ def table(rows, markdown=False) -> str:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--backends", default="numpy,torch,cupy",
-                    help="comma-separated; unavailable ones are skipped with the reason")
+                    help="comma-separated names or name:device (torch:cuda); unavailable ones are skipped "
+                         "with the reason")
     ap.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of {', '.join(MODELS)}")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--markdown", help="also write the table as Markdown to this file")
@@ -120,12 +121,13 @@ def main(argv=None):
     print(harness.machine())
     print(harness.versions("numpy", "torch", "cupy"))
     rows = []
-    available = B.available_backends()
-    for name in args.backends.split(","):
-        if available.get(name) is not None:
-            print(f"{name}: skipped ({available[name]})")
+    for name in args.backends.split(","):  # a name, or name:device (torch:cuda)
+        try:
+            backend = B.get_backend(name)
+        except B.BackendUnavailable as e:
+            print(f"{name}: skipped ({e})")
             continue
-        rows += measure(B.get_backend(name), args.repeats, models)
+        rows += measure(backend, args.repeats, models)
     print(table(rows))
     if args.markdown:
         pathlib.Path(args.markdown).write_text(table(rows, markdown=True) + "\n")

@@ -240,6 +240,20 @@ def test_erf_fast_path_equals_portable(bk):
     np.testing.assert_allclose(portable, [math.erf(v) for v in xs], rtol=1e-14, atol=1e-15)
 
 
+def test_a_host_array_read_leaves_deferred_checks_queued():
+    """Moving host data (a batch to the GPU, say) reads nothing from the device, so the queued
+    checks stay queued: no synchronization; the next read of device data runs them."""
+    def check(v):
+        raise IndexError(f"index {int(v)} is out of range")
+
+    B._pending_checks.append((np.array([7.0]), check))
+    np.testing.assert_array_equal(B.to_numpy(np.ones(2)), [1.0, 1.0])
+    assert len(B._pending_checks) == 1
+    with pytest.raises(IndexError, match="index 7"):
+        B.flush_checks()
+    assert not B._pending_checks
+
+
 def test_index_checks_on_an_accelerator_are_deferred_to_the_next_read(monkeypatch):
     """Exercised on NumPy by pretending its device is a GPU: the check is queued, the
     indices are clipped, and the error comes at the next read back to the host."""

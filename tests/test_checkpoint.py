@@ -130,6 +130,22 @@ def test_bfloat16_round_trip(bk, tmp_path):
         np.testing.assert_array_equal(to_np(v).view(np.uint16), bits[k], err_msg=k)
 
 
+def test_bfloat16_weights_load_into_any_model(bk, tmp_path):
+    """A bfloat16 weight file (as torch writes it) loads into a float32 model on every backend,
+    exactly (bfloat16 values are float32 values)."""
+    import ml_dtypes
+    from safetensors.numpy import save_file
+    model = make()
+    sd = {k: to_np(v).astype(ml_dtypes.bfloat16) for k, v in model.state_dict().items()}
+    path = tmp_path / "bf16.safetensors"
+    save_file(sd, str(path))
+    other = make(seed=3)
+    ck.load_weights(path, other)
+    for k, v in other.state_dict().items():
+        assert v.dtype == bk.xp.float32
+        np.testing.assert_array_equal(to_np(v), sd[k].astype(np.float32), err_msg=k)
+
+
 def test_bfloat16_is_named_where_missing():
     with pytest.raises(TypeError, match="no dtype|unknown dtype 'bfloat16' for the numpy backend.*torch and jax"):
         make(backend="numpy").to(dtype="bfloat16")

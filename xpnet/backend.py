@@ -347,8 +347,8 @@ def to_numpy(x) -> np.ndarray:
     """A NumPy copy of array ``x`` (from any library or device), for printing and saving.
 
     A read from an accelerator first raises any failed deferred index check
-    (see :func:`check_indices`)."""
-    if _pending_checks:
+    (see :func:`check_indices`); copying host memory does not read the device."""
+    if _pending_checks and not on_host(x):
         flush_checks()
     return _host_copy(x)
 
@@ -387,10 +387,14 @@ def transfer(x, backend: Backend):
 
 
 def _from_host(a: np.ndarray, backend: Backend):
-    """NumPy array ``a`` on ``backend`` (torch takes bfloat16 only as its bits)."""
-    if a.dtype.name == "bfloat16" and backend.name == "torch":
-        torch = _torch()
-        return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16).to(backend.device)
+    """NumPy array ``a`` on ``backend``.  bfloat16 (ml_dtypes): torch takes it as its bits;
+    a library without bfloat16 (CuPy, array_api_strict) gets float32, which holds it exactly."""
+    if a.dtype.name == "bfloat16":
+        if backend.name == "torch":
+            torch = _torch()
+            return torch.from_numpy(a.view(np.int16).copy()).view(torch.bfloat16).to(backend.device)
+        if not hasattr(backend.xp, "bfloat16"):
+            a = a.astype(np.float32)
     return backend.xp.asarray(a, device=backend.device)
 
 
