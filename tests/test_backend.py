@@ -224,6 +224,16 @@ def test_check_indices_names_the_bad_index(bk):
     B.check_indices(idx, 6, "labels")
 
 
+def test_one_backend_object_per_library_and_device(bk):
+    """However the device is spelled ("torch", "torch:cpu"; "cuda", "cuda:0"), a library and
+    device give one Backend, the one that arrays report: so ``tensor.backend is bk`` holds."""
+    spelled = B.device_name(bk.device)
+    assert xn.get_backend(bk.name, spelled) is bk
+    assert xn.get_backend(f"{bk.name}:{spelled}") is bk
+    assert xn.tensor([1.0]).backend is bk
+    assert B.backend_of(bk.xp.zeros(2, device=bk.device)) is bk
+
+
 def test_available_backends_gives_reasons():
     avail = xn.available_backends()
     assert avail["numpy"] is None and avail["array_api_strict"] is None

@@ -29,10 +29,10 @@ def _mask_on(backend, seed, shape, p):
 
 
 def test_dropout_same_seed_same_mask_on_every_backend(bk):
-    y = _mask_on(bk.name, 5, (4, 6), 0.5)
+    y = _mask_on(bk, 5, (4, 6), 0.5)
     np.testing.assert_array_equal(y, _mask_on("numpy", 5, (4, 6), 0.5))
     assert set(np.unique(y)) <= {0.0, 2.0} and 0 < (y == 0).sum() < y.size
-    assert not np.array_equal(y, _mask_on(bk.name, 6, (4, 6), 0.5))
+    assert not np.array_equal(y, _mask_on(bk, 6, (4, 6), 0.5))
 
 
 def test_dropout_default_generator_follows_manual_seed(bk, keep_default_rng):

@@ -157,7 +157,7 @@ def test_foreach_option_in_param_groups_and_old_state_dicts(bk):
 
 
 def test_foreach_default_is_on_for_gpu_arrays_only(bk):
-    x = bk.xp.zeros(3)
+    x = bk.xp.zeros(3, device=bk.device)
     on_gpu = bk.name in ("cupy", "torch") and xn.backend.device_name(bk.device).startswith("cuda")
     assert foreach_default(bk.xp, x) is on_gpu
 

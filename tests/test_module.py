@@ -231,7 +231,7 @@ def test_to_another_backend(bk):
     target = xn.get_backend(other)
     assert all(B.namespace_of(t.data) is target.xp for t in list(m.parameters()) + list(m.buffers()))
     with xn.using(other):
-        np.testing.assert_allclose(to_np(m(xn.tensor(x, dtype="float64"))), want, rtol=1e-14)
+        np.testing.assert_allclose(to_np(m(xn.tensor(x, dtype="float64"))), want, rtol=1e-12)  # cuBLAS vs BLAS rounding
     with pytest.raises(TypeError, match="two backends"):
         m(xn.tensor(x, dtype="float64", backend=bk.name if bk.name != other else "numpy"))
 

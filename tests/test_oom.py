@@ -66,9 +66,10 @@ class Flaky(nn.Module):
             if self.error is not None:
                 raise self.error
             xp = B.namespace_of(x.data)
-            big = xp.ones((1000,), dtype=xp.float64)  # a local that only the traceback keeps alive
+            dev = B.array_api_compat.device(x.data)
+            big = xp.ones((1000,), dtype=xp.float64, device=dev)  # a local that only the traceback keeps alive
             self.kept.append(weakref.ref(big))
-            xp.empty((HUGE,), dtype=xp.float64)
+            xp.empty((HUGE,), dtype=xp.float64, device=dev)
         return self.net(x)
 
 
@@ -83,7 +84,7 @@ def make(bk, model_cls=Flaky, **kw):
     xn.manual_seed(0)
     model = model_cls()
     return xn.Trainer(model, "cross_entropy", optim.Adam(model.parameters(), lr=0.05), verbose=0,
-                      backend=bk.name, **kw), model
+                      backend=bk, **kw), model
 
 
 def snapshot(tr):
@@ -130,7 +131,7 @@ def test_fit_out_of_memory_is_explained_and_leaves_nothing_half_done(bk, tmp_pat
     else:
         assert type(err.__cause__) is type(real_oom(bk))
     msg = str(err)
-    for part in ("fit ran out of memory", f"{bk.name} / cpu", "batch_size=16", "Try batch_size=8",
+    for part in ("fit ran out of memory", f"{bk.name} / {B.device_name(bk.device)}", "batch_size=16", "Try batch_size=8",
                  "Trainer(accumulate=2) for an effective batch of 16", "a smaller model", "bfloat16",
                  "last completed update"):
         assert part in msg, part

@@ -33,7 +33,7 @@ def make(seed=0, lr=0.05, **kw):
 
 def test_fit_learns_and_history_has_keras_keys(bk):
     X, y = blobs()
-    tr = make(backend=bk.name)
+    tr = make(backend=bk)
     h = tr.fit(X, y, epochs=8, batch_size=16, validation_data=(X, y), seed=0)
     assert set(h.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
     assert len(h.history["loss"]) == 8 and h.epoch == list(range(8))
@@ -69,7 +69,7 @@ def test_device_line(capsys):
 def test_batch_size_none_is_full_batch(bk):
     X, y = blobs(40)
     steps = []
-    tr = make(backend=bk.name)
+    tr = make(backend=bk)
     tr.fit(X, y, epochs=2, batch_size=None, callbacks=[LambdaCallback(on_train_batch_end=lambda b, logs: steps.append(b))])
     assert steps == [0, 0]
 

@@ -190,7 +190,11 @@ def get_backend(name: str = "auto", device=None) -> Backend:
     key = (name, device)
     if key not in _CACHE:
         xp = _load(name)
-        _CACHE[key] = Backend(name, xp, _parse_device(name, device))
+        dev = _parse_device(name, device)
+        # one Backend per library and device, however the device was spelled ("cuda", "cuda:0")
+        same = next((b for b in _CACHE.values() if b.name == name and device_name(b.device) == device_name(dev)),
+                    None)
+        _CACHE[key] = same or Backend(name, xp, dev)
     return _CACHE[key]
 
 
