@@ -1,5 +1,7 @@
 """The backend fixture: every numerical test runs on every available backend."""
 
+import os
+
 import pytest
 
 import xpnet
@@ -17,6 +19,9 @@ def _torch_cuda() -> list:
 
 # numpy and array_api_strict always; torch and jax when installed; cupy and torch:cuda when a GPU answers.
 AVAILABLE = [name for name, why in B.available_backends().items() if why is None] + _torch_cuda()
+# XPNET_TEST_BACKENDS=numpy,torch narrows a local run (CI leaves it unset: every available backend).
+if os.environ.get("XPNET_TEST_BACKENDS"):
+    AVAILABLE = [n for n in AVAILABLE if n in os.environ["XPNET_TEST_BACKENDS"].split(",")]
 
 
 def pytest_report_header(config):
