@@ -13,18 +13,20 @@ Everything outside this package calls only the Array API standard through a name
 - :mod:`.checks`: input checks deferred on accelerators (no synchronization per step);
 - :mod:`.random`: the seeded generator and counter-based bits made on the device;
 - :mod:`.precision`: float32 matmul precision (TF32);
-- :mod:`.memory`: out-of-memory errors.
+- :mod:`.memory`: out-of-memory errors;
+- :mod:`.jit`: ``jax.jit`` for replayed steps (:mod:`xpnet.compile`).
 
 Imports go one way, down this list (``select`` imports only ``precision``).
 """
 
 import array_api_compat  # noqa: F401  (B.array_api_compat: the compat layer, for device())
 
-from . import arrays, checks, dtypes, memory, ops, precision, random, select, special  # noqa: F401
+from . import arrays, checks, dtypes, jit, memory, ops, precision, random, select, special  # noqa: F401
 from .arrays import (_host_copy, _pending_checks, as_array, backend_of, flush_checks,  # noqa: F401
                      namespace_of, on_host, to_numpy, transfer)
 from .checks import check_indices, index_bounds, require  # noqa: F401
 from .dtypes import dtype_name, isdtype, numpy_dtype, resolve_dtype  # noqa: F401
+from .jit import jit as jit_compile  # noqa: F401
 from .memory import OutOfMemoryError, is_out_of_memory  # noqa: F401
 from .ops import (add_slices, add_slices_portable, assign, clip, clip_portable, index_zeros_set,  # noqa: F401
                   pad, scatter_add, scatter_add_portable, sign, sign_portable)

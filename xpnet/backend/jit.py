@@ -1,0 +1,21 @@
+"""Compiling a replayed step with the array library's own compiler (``jax.jit``)."""
+
+from __future__ import annotations
+
+import warnings
+
+
+def jit(fn, donate_argnums=()):
+    """``jax.jit(fn, donate_argnums=...)``: ``fn`` is a pure function of JAX arrays (and host
+    numbers, which JAX treats as weakly typed, like Python scalars in eager code).  Donated
+    arguments' buffers may be reused for the outputs; on backends that cannot (JAX on the
+    CPU in some versions) JAX's warning about it is silenced."""
+    import jax
+    compiled = jax.jit(fn, donate_argnums=tuple(donate_argnums))
+
+    def call(*args):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+            return compiled(*args)
+    call.lowered = compiled
+    return call
