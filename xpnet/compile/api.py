@@ -164,7 +164,7 @@ class Compiled:
         backend = next((B.backend_of(a.data if isinstance(a, Tensor) else a) for a in args
                         if isinstance(a, Tensor) or hasattr(a, "shape")), None) or B.current_backend()
         rec = Recorder(backend)
-        memo, inputs, in_paths = {}, [], {}
+        memo, inputs, in_paths, aliases = {}, [], {}, []
         try:
             with recording(rec):
                 for loc, v, is_number in start.leaves:
@@ -173,6 +173,8 @@ class Compiled:
                         t = memo[id(v)] = rec.wrap(v, "host-input" if is_number else "state")
                         inputs.append((t.s, "/".join(map(_label, loc.path))))
                         in_paths[t.s] = loc.path
+                    else:  # one array at two places (a view, a buffer that is the gradient)
+                        aliases.append((in_paths[t.s], loc.path))
                     loc.set(t)
                 targs = [self._wrap_arg(rec, a, inputs, f"arg {i}") for i, a in enumerate(args)]
                 tkw = {k: self._wrap_arg(rec, v, inputs, f"arg {k}") for k, v in kwargs.items()}
@@ -218,7 +220,11 @@ class Compiled:
         outputs += [(s, f"check {getattr(c, '__name__', 'input check')}") for s, c in rec.checks]
         program = Program(rec, inputs, outputs, backend)
         entry.program = self.program = program
-        entry.replay = self._replay_fn(program, reads, writes, end.links, ret_template, rec.checks, backend)
+        alias_locs = [(end_at[a], end_at[b]) for a, b in aliases if a in end_at and b in end_at]
+        guards, relinks = _structure(end.links, [loc for loc, (s, _) in zip(reads, inputs) if s in program.live],
+                                     [loc for loc, _ in writes])
+        entry.replay = self._replay_fn(program, reads, writes, guards, relinks, alias_locs, ret_template,
+                                       rec.checks, backend)
         for s, check in rec.checks:  # the traced (eager) run's own checks
             B.require(rec.values[s], check)
         return result
@@ -236,9 +242,8 @@ class Compiled:
         return a
 
     # ------------------------------------------------------------ replaying
-    def _replay_fn(self, program, reads, writes, links, ret_template, checks, backend):
+    def _replay_fn(self, program, reads, writes, guards, relinks, aliases, ret_template, checks, backend):
         n_state = len(reads)
-        guards = [(loc, obj) for loc, obj in links]
         n_writes = len(writes)
         write_locs = [loc for loc, _ in writes]
         n_ret = len(program.outputs) - n_writes - len(checks)
@@ -252,6 +257,9 @@ class Compiled:
             for loc, obj in guards:
                 if loc.get() is not obj:
                     raise _Stale("/".join(map(_label, loc.path)))
+            for a, b in aliases:
+                if a.get() is not b.get():
+                    raise _Stale(f"{'/'.join(map(_label, a.path))} is no longer {'/'.join(map(_label, b.path))}")
             vals = [loc.get() for loc in reads]
             for a in args:
                 if isinstance(a, Tensor):
@@ -264,6 +272,8 @@ class Compiled:
                 elif hasattr(a, "shape") and hasattr(a, "dtype"):
                     vals.append(a)
             outs = run(*vals)
+            for loc, obj in relinks:
+                loc.set(obj)
             for loc, v in zip(write_locs, outs):
                 loc.set(v)
             for check, v in zip(checks, outs[n_writes + n_ret:]):
@@ -295,6 +305,27 @@ class Compiled:
             src = {"dev": dv, "host": hv, "in": vals}
             return [src[k][i] for k, i in gather]
         return run
+
+
+def _structure(links, reads, writes):
+    """``(guards, relinks)``: the links (Location, object) from the roots down to every
+    container the replay reads from, checked before each replay; and those down to the
+    containers it writes into (a gradient tensor made by the traced step), set after it."""
+    by_path = {loc.path: (loc, obj) for loc, obj in links}
+
+    def chain(locs):
+        out, seen = [], set()
+        for loc in locs:
+            p = loc.path[:-1]
+            while len(p) > 1:
+                if p in by_path and p not in seen:
+                    seen.add(p)
+                    out.append(by_path[p])
+                p = p[:-1]
+        return out, seen
+    guards, seen = chain(reads)
+    relinks, _ = chain(writes)
+    return guards, [(loc, obj) for loc, obj in relinks if loc.path not in seen]
 
 
 def _label(k):

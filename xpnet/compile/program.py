@@ -141,6 +141,7 @@ class Program:
                 needed |= _uses(ins)
         self.instrs = kept[::-1]
         self.recorded = len(recorder.instrs)
+        self.live = needed  # the slots the kept instructions and the outputs use
 
     def __len__(self):
         return len(self.instrs)

@@ -52,12 +52,17 @@ def _where() -> str:
 
 
 def _caller() -> str:
-    """``file:line`` of the innermost frame outside xpnet/compile (where the op was asked for)."""
-    here = os.path.join(_where(), "compile")
-    for frame in reversed(traceback.extract_stack()[:-2]):
-        if not frame.filename.startswith(here):
-            return f"{os.path.relpath(frame.filename)}:{frame.lineno}"
-    return "?"
+    """Where the operation was asked for: the innermost frame outside xpnet (the user's
+    code), and the innermost one outside xpnet/compile if that is another."""
+    pkg = _where()
+    here = os.path.join(pkg, "compile")
+    stack = traceback.extract_stack()[:-2]
+    user = next((f for f in reversed(stack) if not f.filename.startswith(pkg)), None)
+    lib = next((f for f in reversed(stack) if not f.filename.startswith(here)), None)
+    where = [f"{os.path.relpath(f.filename)}:{f.lineno}" for f in (user, lib) if f is not None]
+    if len(where) == 2 and where[0] != where[1]:
+        return f"{where[0]}, in {where[1]}"
+    return where[0] if where else "?"
 
 
 # ------------------------------------------------------------------ recorder
@@ -97,7 +102,7 @@ class Recorder:
 
     def wrap(self, value, kind):
         """A stand-in for ``value`` (an array or a host number) in a new slot."""
-        cls = TracedArray if hasattr(value, "shape") else TracedNumber
+        cls = TracedArray if _is_array(value) else TracedNumber
         return cls(value, self.new_slot(value, kind))
 
     def record(self, fn, args, kwargs=None, name=None, inplace=False):
@@ -107,15 +112,15 @@ class Recorder:
         tkw, real_kw = _template(kwargs)
         out = fn(*real_args, **real_kw)
         name = name or getattr(fn, "__name__", repr(fn))
-        host = not hasattr(out, "shape") and not _has_array(args) and not _has_array(kwargs)
+        host = not _is_array(out) and not _has_array(args) and not _has_array(kwargs)
         if inplace or out is None:
             self.instrs.append(Instr(fn, targs, tkw, None, name, False, inplace=True))
             return out
-        if isinstance(out, (tuple, list)) and out and all(hasattr(o, "shape") for o in out):
+        if isinstance(out, (tuple, list)) and out and all(_is_array(o) for o in out):
             wrapped = tuple(self.wrap(o, name) for o in out)
             self.instrs.append(Instr(fn, targs, tkw, tuple(w.s for w in wrapped), name, host))
             return type(out)(wrapped) if isinstance(out, tuple) else list(wrapped)
-        if isinstance(out, bool) or not (hasattr(out, "shape") or isinstance(out, (int, float, tuple))):
+        if isinstance(out, bool) or not (_is_array(out) or isinstance(out, (int, float, tuple))):
             raise Unreplayable(f"{name} returned a {type(out).__name__} on the host (at {_caller()})")
         w = self.wrap(out, name)
         self.instrs.append(Instr(fn, targs, tkw, w.s, name, host))
@@ -357,10 +362,19 @@ class _Namespace:
         return "<xpnet tracing namespace>"
 
 
+_META = frozenset({"result_type", "can_cast", "finfo", "iinfo", "isdtype"})  # dtypes only: fixed by the signature
+
+
+def _is_array(x) -> bool:
+    return B.array_api_compat.is_array_api_obj(x) and not isinstance(x, (int, float, bool, complex))
+
+
 def _call_ns(real, name, *args, **kwargs):
+    if name in _META:
+        return real(*_template(args)[1], **_template(kwargs)[1])
     if not (_has_traced(args) or _has_traced(kwargs)):
         out = real(*args, **kwargs)
-        if not (hasattr(out, "shape") and hasattr(out, "dtype")):
+        if not _is_array(out):
             return out  # a dtype, a bool (isdtype), a namespace-info object
         # a new array (zeros, ones, arange): made again on every replay, a stand-in now
         rec = _rec()
