@@ -79,15 +79,14 @@ class _Stale(Exception):
 def _signature_of(a):
     if isinstance(a, Tensor):
         d = a.data
-        return ("T", tuple(d.shape), str(d.dtype), type(d).__module__, B.device_name(B.array_api_compat.device(d)),
-                a.requires_grad)
+        return (type(d), tuple(d.shape), d.dtype, getattr(d, "device", None), a.requires_grad)
     if hasattr(a, "shape") and hasattr(a, "dtype"):
-        return ("A", tuple(a.shape), str(a.dtype), type(a).__module__, B.device_name(B.array_api_compat.device(a)))
+        return (type(a), tuple(a.shape), a.dtype, getattr(a, "device", None))
     if isinstance(a, (tuple, list)):
-        return (type(a).__name__,) + tuple(_signature_of(x) for x in a)
+        return (type(a),) + tuple(_signature_of(x) for x in a)
     try:
         hash(a)
-        return ("V", type(a).__name__, a)
+        return (type(a), a)
     except TypeError:
         return ("id", id(a))
 
@@ -116,8 +115,8 @@ class Compiled:
 
     def signature(self, args, kwargs):
         self.roots()
-        return (tuple(_signature_of(a) for a in args), tuple((k, _signature_of(v)) for k, v in sorted(kwargs.items())),
-                tuple(m.training for m in self._modules), is_grad_enabled())
+        kw = tuple((k, _signature_of(v)) for k, v in sorted(kwargs.items())) if kwargs else ()
+        return (tuple(map(_signature_of, args)), kw, tuple(m.training for m in self._modules), is_grad_enabled())
 
     def __call__(self, *args, **kwargs):
         sig = self.signature(args, kwargs)

@@ -120,6 +120,45 @@ class _Gen:
         return ns[name]
 
 
+def _fold_constants(recorder, inputs, outputs):
+    """Instructions whose arguments are all constants (``arange``, ``ones``, and what is computed
+    from them alone) are computed once, at the trace: their results become constants.  Not
+    for anything an in-place instruction writes, nor for random key draws."""
+    written = set()
+    for ins in recorder.instrs:
+        if ins.inplace and ins.args and isinstance(ins.args[0], Slot):
+            written.add(ins.args[0].i)
+    const = {}
+    kept = []
+    for ins in recorder.instrs:
+        uses = _uses(ins)
+        outs = _outs(ins)
+        if (not ins.inplace and ins.name != "draw_keys" and ins.args is not None and uses <= set(const)
+                and not uses & inputs and not written.intersection(outs) and len(outs) == 1 and not ins.host
+                and outs[0] not in outputs
+                and (uses or ins.name.startswith("xp."))):
+            const[outs[0]] = recorder.values[outs[0]]
+            continue
+        if uses & set(const):
+            ins.args = _substitute(ins.args, const)
+            ins.kwargs = _substitute(ins.kwargs, const)
+        kept.append(ins)
+    recorder.instrs = kept
+    recorder.folded = len(const)
+
+
+def _substitute(template, const):
+    if isinstance(template, Slot):
+        return const.get(template.i, template)
+    if isinstance(template, tuple):
+        return tuple(_substitute(t, const) for t in template)
+    if isinstance(template, list):
+        return [_substitute(t, const) for t in template]
+    if isinstance(template, dict):
+        return {k: _substitute(v, const) for k, v in template.items()}
+    return template
+
+
 class Program:
     """A traced step.
 
@@ -133,6 +172,7 @@ class Program:
         self.backend = backend
         self.inputs, self.outputs = list(inputs), list(outputs)
         self.kinds = list(recorder.kinds)
+        _fold_constants(recorder, {s for s, _ in self.inputs}, {s for s, _ in self.outputs})
         needed = {s for s, _ in self.outputs}
         kept = []
         for ins in reversed(recorder.instrs):
@@ -140,7 +180,7 @@ class Program:
                 kept.append(ins)
                 needed |= _uses(ins)
         self.instrs = kept[::-1]
-        self.recorded = len(recorder.instrs)
+        self.recorded, self.folded = len(recorder.instrs), recorder.folded
         self.live = needed  # the slots the kept instructions and the outputs use
 
     def __len__(self):
@@ -148,7 +188,8 @@ class Program:
 
     def __str__(self):
         lines = [f"program on {B.describe(self.backend)}: {len(self.inputs)} inputs, {len(self.instrs)} operations "
-                 f"({self.recorded - len(self.instrs)} recorded ones unused), {len(self.outputs)} outputs"]
+                 f"({self.recorded - len(self.instrs)} recorded ones unused, {self.folded} computed once at the trace), "
+                 f"{len(self.outputs)} outputs"]
         lines += [f"  in   %{s} = {label}" for s, label in self.inputs]
         for ins in self.instrs:
             args = [_show(a) for a in ins.args] + [f"{k}={_show(v)}" for k, v in ins.kwargs.items()]

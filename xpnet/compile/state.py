@@ -9,6 +9,9 @@ parameter groups (a scheduler changes it between steps).
 
 from __future__ import annotations
 
+import functools
+import operator
+
 from ..autograd.tensor import Tensor
 
 __all__ = ["walk", "Location", "snapshot", "restore", "discover_roots"]
@@ -17,20 +20,14 @@ __all__ = ["walk", "Location", "snapshot", "restore", "discover_roots"]
 class Location:
     """Entry ``key`` of ``container`` (a Tensor attribute, a dict key or a list index)."""
 
-    __slots__ = ("container", "key", "path", "attr")
+    __slots__ = ("container", "key", "path", "get", "set")
 
     def __init__(self, container, key, path):
         self.container, self.key, self.path = container, key, path
-        self.attr = isinstance(container, Tensor)
-
-    def get(self):
-        return getattr(self.container, self.key) if self.attr else self.container[self.key]
-
-    def set(self, value):
-        if self.attr:
-            setattr(self.container, self.key, value)
-        else:
-            self.container[self.key] = value
+        attr = isinstance(container, Tensor)
+        # bound C-level accessors: ``get()`` and ``set(value)`` cost one call each
+        self.get = functools.partial(getattr if attr else operator.getitem, container, key)
+        self.set = functools.partial(setattr if attr else operator.setitem, container, key)
 
 
 def _is_xpnet_object(v) -> bool:
