@@ -268,3 +268,25 @@ def test_program_prints_one_line_per_operation(bk):
     assert "xp.matmul" in text or "matmul" in text
     assert any(line.startswith("  in ") and "arg 0" in line for line in lines)
     assert any(line.startswith("  out ") and "return 0" in line for line in lines)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_trainer_compile_matches_eager(bk, accumulate):
+    if bk.name == "jax" and accumulate == 2:
+        pytest.skip("one JAX trainer run is enough")
+    xs = RNG.normal(size=(40, 4)).astype("float32")
+    ys = RNG.integers(0, 3, size=40)
+    runs = []
+    for compiled in (False, True):
+        xn.manual_seed(0)
+        m = _mlp(dropout=0.2)
+        opt = optim.Adam(m.parameters(), lr=1e-2)
+        t = xn.Trainer(m, "cross_entropy", opt, metrics=["accuracy"], backend=bk.name, device=None if bk.name
+                       in ("numpy", "array_api_strict") else "cpu", accumulate=accumulate, clip_grad_norm=1.0,
+                       verbose=0, compile=compiled)
+        h = t.fit(xs, ys, epochs=2, batch_size=12, validation_data=(xs[:10], ys[:10]), seed=0)
+        runs.append(([h.history[k][-1] for k in sorted(h.history)], [to_np(p.data) for p in m.parameters()]))
+        if compiled:
+            assert t._compiled[0].program is not None and t._compiled[1].program is not None
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
+    _assert_same(bk, runs[0][1], runs[1][1])

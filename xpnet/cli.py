@@ -120,6 +120,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int, default=0, help="random seed (weights, data split and order)")
     t.add_argument("--out", default="runs/xpnet", help="output folder (default runs/xpnet)")
+    t.add_argument("--compile", action="store_true",
+                   help="record the training step once and replay it (xpnet.compile): faster, same numbers")
     t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="0 silent, 1 progress, 2 a line per epoch")
     sub.add_parser("backends", help="list the backends and whether they run here")
     return p

@@ -210,20 +210,22 @@ class Compiled:
         for s, label in inputs:
             if s in in_paths:
                 loc = end_at.get(in_paths[s])
-                if loc is None:
-                    self._give_up(entry, f"the state entry {label} is gone after the step")
-                    return result
-                reads.append(loc)
+                # gone after the step (a gradient consumed and set to None): found from the roots per call
+                reads.append(loc if loc is not None else _PathRead(roots, in_paths[s]))
         outputs = [(s, "/".join(map(_label, loc.path))) for loc, s in writes]
         outputs += [(s, f"return {i}") for i, s in enumerate(ret_slots)]
         outputs += [(s, f"check {getattr(c, '__name__', 'input check')}") for s, c in rec.checks]
         program = Program(rec, inputs, outputs, backend)
         entry.program = self.program = program
         alias_locs = [(end_at[a], end_at[b]) for a, b in aliases if a in end_at and b in end_at]
+        # whether each gradient was None when the step began (accumulating into one is another program)
+        end_links = {loc.path: loc for loc, _ in end.links}
+        grads_none = [(end_links[loc.path], obj is None) for loc, obj in start.links
+                      if isinstance(loc.container, Tensor) and loc.key == "grad" and loc.path in end_links]
         guards, relinks = _structure(end.links, [loc for loc, (s, _) in zip(reads, inputs) if s in program.live],
                                      [loc for loc, _ in writes])
-        entry.replay = self._replay_fn(program, reads, writes, guards, relinks, alias_locs, ret_template,
-                                       rec.checks, backend)
+        entry.replay = self._replay_fn(program, reads, writes, guards + grads_none, relinks, alias_locs,
+                                       ret_template, rec.checks, backend)
         for s, check in rec.checks:  # the traced (eager) run's own checks
             B.require(rec.values[s], check)
         return result
@@ -254,7 +256,7 @@ class Compiled:
 
         def replay(args, kwargs):
             for loc, obj in guards:
-                if loc.get() is not obj:
+                if (loc.get() is not obj) if obj.__class__ is not bool else ((loc.get() is None) is not obj):
                     raise _Stale("/".join(map(_label, loc.path)))
             for a, b in aliases:
                 if a.get() is not b.get():
@@ -304,6 +306,27 @@ class Compiled:
             src = {"dev": dv, "host": hv, "in": vals}
             return [src[k][i] for k, i in gather]
         return run
+
+
+class _PathRead:
+    """Reads the entry at ``path`` (from the walk) starting at the roots, on every call."""
+
+    def __init__(self, roots, path):
+        self.roots, self.path = roots, path
+
+    def get(self):
+        obj = self.roots[self.path[0]]
+        try:
+            for k in self.path[1:]:
+                if isinstance(obj, (dict, list)):
+                    obj = obj[k]
+                elif isinstance(obj, Tensor):
+                    obj = getattr(obj, k)
+                else:
+                    obj = vars(obj)[k]
+        except (KeyError, IndexError, AttributeError, TypeError):
+            raise _Stale("/".join(map(_label, self.path))) from None
+        return obj
 
 
 def _structure(links, reads, writes):

@@ -67,7 +67,9 @@ class Trainer:
     :mod:`xpnet.optim.lr_scheduler`) steps every epoch (``scheduler_interval="step"``:
     every optimizer step; ReduceLROnPlateau gets ``val_loss``, else ``loss``).
     ``clip_grad_norm`` clips before each update; ``accumulate`` sums the gradients
-    of that many batches per update.
+    of that many batches per update.  ``compile=True`` runs the training step (forward,
+    backward, clipping, update) and the evaluation step through :func:`xpnet.compile`:
+    recorded once per batch shape, then replayed (the same numbers; see there).
 
     When a step runs out of memory, ``fit``/``evaluate``/``predict``/``lr_range_test`` raise
     :class:`xpnet.OutOfMemoryError` (a MemoryError) saying what to try, from the library's error.
@@ -78,7 +80,8 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, metrics=(), *, device="auto", backend=None, scheduler=None,
-                 scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1):
+                 scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1,
+                 compile=False):
         if accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
         self.backend, self.device_line = _pick_backend(device, backend)
@@ -96,6 +99,12 @@ class Trainer:
         self.interrupted = self.bad_loss = False
         self._announced = False
         self._updating = False  # inside optimizer.step(): an error there may leave it half done
+        self._compiled = None
+        if compile:
+            from ..compile import compile as _compile
+            roots = [self.model, self.optimizer] + ([self.loss_fn] if hasattr(self.loss_fn, "parameters") else [])
+            self._compiled = (_compile(self._traced_train_step, state=roots),
+                              _compile(self._traced_eval_step, state=roots))
 
     # ------------------------------------------------------------------ data
     def _loader(self, x, y=None, batch_size=32, shuffle=False, seed=None):
@@ -145,9 +154,34 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
 
+    def _traced_train_step(self, x, y, update: bool):
+        """The part of :meth:`train_step` that ``compile=True`` records and replays."""
+        out = self.model(x)
+        loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
+        (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
+        if update:
+            if self.clip_grad_norm is not None:
+                from ..nn.utils import clip_grad_norm_
+                clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        return loss, out
+
+    def _traced_eval_step(self, x, y):
+        out = self.model(x)
+        return out, (self.loss_fn(out, y) if y is not None else self.loss_fn(out))
+
     def train_step(self, x, y, last: bool):
         """Forward, backward and (every ``accumulate`` batches, or at the end) an update.
         Returns the loss tensor (on the device) and the outputs."""
+        if self._compiled is not None:
+            self.step_in_epoch += 1
+            update = self.step_in_epoch % self.accumulate == 0 or last
+            loss, out = self._compiled[0](x, y, update)
+            if update and self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
+            self.global_step += 1
+            return loss, out
         out = self.model(x)
         loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
         (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
@@ -354,8 +388,11 @@ class Trainer:
             with self._out_of_memory(_step, loader), B.using(self.backend), no_grad():
                 for batch in loader:
                     xb, yb = self._split(batch)
-                    out = self.model(xb)
-                    loss = self.loss_fn(out, yb) if yb is not None else self.loss_fn(out)
+                    if self._compiled is not None:
+                        out, loss = self._compiled[1](xb, yb)
+                    else:
+                        out = self.model(xb)
+                        loss = self.loss_fn(out, yb) if yb is not None else self.loss_fn(out)
                     size = xb.shape[0]
                     total = loss.data * size if total is None else total + loss.data * size
                     n += size
