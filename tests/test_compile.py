@@ -290,3 +290,15 @@ def test_trainer_compile_matches_eager(bk, accumulate):
             assert t._compiled[0].program is not None and t._compiled[1].program is not None
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
     _assert_same(bk, runs[0][1], runs[1][1])
+
+
+def test_cli_train_compile_gives_the_eager_result(tmp_path):
+    import json
+
+    from xpnet import cli
+    results = []
+    for flag in ([], ["--compile"]):
+        out = tmp_path / ("compiled" if flag else "eager")
+        assert cli.main(["train", "--epochs", "1", "--verbose", "0", "--out", str(out)] + flag) == 0
+        results.append(json.loads((out / "result.json").read_text())["test"])
+    assert results[0] == results[1]

@@ -78,7 +78,7 @@ def train(args) -> dict:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     trainer = xn.Trainer(model, "cross_entropy", optimizer, metrics=["accuracy"], backend=args.backend,
-                         device=args.device, verbose=args.verbose)
+                         device=args.device, verbose=args.verbose, compile=args.compile)
     history = trainer.fit(Xtr, ytr, epochs=args.epochs, batch_size=args.batch_size, validation_data=(Xte, yte),
                           seed=args.seed, callbacks=[ModelCheckpoint(out / "best.safetensors", monitor="val_accuracy",
                                                                      save_best_only=True),
