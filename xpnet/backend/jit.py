@@ -9,13 +9,8 @@ def jit(fn, donate_argnums=()):
     """``jax.jit(fn, donate_argnums=...)``: ``fn`` is a pure function of JAX arrays (and host
     numbers, which JAX treats as weakly typed, like Python scalars in eager code).  Donated
     arguments' buffers may be reused for the outputs; on backends that cannot (JAX on the
-    CPU in some versions) JAX's warning about it is silenced."""
+    CPU in some versions) JAX's warning about it is silenced (one filter, set at the first call)."""
     import jax
-    compiled = jax.jit(fn, donate_argnums=tuple(donate_argnums))
-
-    def call(*args):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
-            return compiled(*args)
-    call.lowered = compiled
-    return call
+    # once, narrowly: a catch_warnings block per call costs more than a small step
+    warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
+    return jax.jit(fn, donate_argnums=tuple(donate_argnums))

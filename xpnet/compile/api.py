@@ -253,6 +253,10 @@ class Compiled:
             run = self._jax_runner(program, n_state)
         else:
             run = program.straight()
+        # asynchronous (JAX) or on an accelerator: reading a check's values would wait for the step,
+        # so it is queued and read with the next read back (at the latest 64 steps later)
+        defer = backend.name == "jax" or B.device_name(backend.device) != "cpu"
+        pending = B._pending_checks
 
         def replay(args, kwargs):
             for loc, obj in guards:
@@ -278,7 +282,12 @@ class Compiled:
             for loc, v in zip(write_locs, outs):
                 loc.set(v)
             for check, v in zip(checks, outs[n_writes + n_ret:]):
-                B.require(v, check)
+                if defer:
+                    pending.append((v, check))
+                    if len(pending) >= 64:
+                        B.flush_checks()
+                else:
+                    B.require(v, check)
             return _fill(ret_template, outs[n_writes:n_writes + n_ret])
         return replay
 

@@ -100,7 +100,18 @@ class _Gen:
 
     def function(self, name, instrs, ins, outs) -> str:
         lines = [f"def {name}({''.join(f's{i}, ' for i in ins)}):"]
-        for ins_ in instrs:
+        # free each slot after its last use, as eager code drops its temporaries: the memory
+        # allocator then hands the same (cache-warm) buffers back
+        keep = set(outs)
+        last = {}
+        for n, ins_ in enumerate(instrs):
+            for s in _uses(ins_):
+                last[s] = n
+        dead = [[] for _ in instrs]
+        for s, n in last.items():
+            if s not in keep:
+                dead[n].append(s)
+        for n, ins_ in enumerate(instrs):
             f = self.const(ins_.fn)
             args = [self.expr(a) for a in ins_.args] + [f"{k}={self.expr(v)}" for k, v in ins_.kwargs.items()]
             call = f"{f}({', '.join(args)})"
@@ -111,6 +122,9 @@ class _Gen:
                 lines.append(f"    {''.join(f's{i}, ' for i in o)}= {call}")
             else:
                 lines.append(f"    s{o} = {call}")
+            unused = [i for i in _outs(ins_) if i not in last and i not in keep]
+            if dead[n] or unused:
+                lines.append(f"    del {', '.join(f's{i}' for i in sorted(dead[n]) + unused)}")
         lines.append(f"    return ({''.join(f's{i}, ' for i in outs)})")
         return "\n".join(lines) + "\n"
 
@@ -223,7 +237,8 @@ class Program:
             dev_uses |= _uses(i)
         out_slots = [s for s, _ in self.outputs]
         host_outs = sorted((dev_uses | set(out_slots)) & host_slots)
-        dev_in = [s for s in in_slots if s not in host_slots] + [s for s in host_outs if s in dev_uses]
+        dev_in = [s for s in in_slots if s not in host_slots and (s in dev_uses or s in out_slots)]
+        dev_in += [s for s in host_outs if s in dev_uses]
         g = _Gen()
         host_fn = g.compile(g.function("host", host, in_slots, host_outs), "host")
         g2 = _Gen()

@@ -21,6 +21,7 @@ import traceback
 
 from .. import backend as B
 from ..backend import checks as _checks
+from ..backend import dtypes as _dtypes
 from ..backend import random as _random
 
 __all__ = ["TracedArray", "TracedNumber", "Recorder", "Unreplayable", "Slot", "NAMESPACE", "recording"]
@@ -435,6 +436,10 @@ def _index_bounds(orig):
     return index_bounds
 
 
+def _isdtype(orig, xp, dtype, kind):
+    return orig(_rec().xp if xp is NAMESPACE else xp, dtype, kind)
+
+
 def _draw_keys(gen):
     """The two 32-bit keys of one :meth:`Generator.bernoulli` draw (as the eager call draws them)."""
     return tuple(int(k) for k in gen.host.integers(-2**31, 2**31, size=2))
@@ -480,6 +485,8 @@ def recording(rec: Recorder):
     for obj in (B, _checks):
         patch(obj, "require", _require(getattr(obj, "require")))
         patch(obj, "index_bounds", _index_bounds(getattr(obj, "index_bounds")))
+    for obj in (B, _dtypes):  # its cache is keyed by namespace: the real one
+        patch(obj, "isdtype", functools.partial(_isdtype, getattr(obj, "isdtype")))
     patch(_random.Generator, "bernoulli", _bernoulli)
     for name in ("normal", "uniform", "integers", "permutation", "orthogonal"):
         patch(_random.Generator, name, _host_draw(name))
