@@ -111,7 +111,46 @@ def measure(w, backend, repeats, number):
             fn()
         syncs[name]()
     t = harness.interleaved(contenders, repeats=repeats, number=number, sync=syncs)
-    return t, f.program
+    return t, f
+
+
+def profile(program, f, args, repeats=200):
+    """Seconds per step spent in each kind of recorded call (the program run one call at a
+    time, timed around each call), summed over its instructions: where a replay's time goes."""
+    import time
+    from xpnet.compile.trace import Slot
+    entry = next(iter(f.cache.values()))
+    free = dict(zip(entry.replay.__code__.co_freevars, (c.cell_contents for c in entry.replay.__closure__)))
+    env = {}
+    for (s, _), loc in zip(program.inputs, free["reads"]):
+        env[s] = loc.get()
+    for (s, _), a in zip(program.inputs[len(free["reads"]):], args):
+        env[s] = a.data
+
+    def value(t):
+        if isinstance(t, Slot):
+            return env[t.i]
+        if isinstance(t, tuple):
+            return tuple(value(x) for x in t)
+        if isinstance(t, list):
+            return [value(x) for x in t]
+        return t
+    spent = {}
+    for _ in range(repeats):
+        for ins in program.instrs:
+            a = [value(x) for x in ins.args]
+            kw = {k: value(v) for k, v in ins.kwargs.items()}
+            t0 = time.perf_counter()
+            out = ins.fn(*a, **kw)
+            spent[ins.name] = spent.get(ins.name, 0.0) + time.perf_counter() - t0
+            if isinstance(ins.outs, tuple):
+                env.update(zip(ins.outs, out))
+            elif ins.outs is not None:
+                env[ins.outs] = out
+    counts = {}
+    for ins in program.instrs:
+        counts[ins.name] = counts.get(ins.name, 0) + 1
+    return sorted(((v / repeats, counts[k], k) for k, v in spent.items()), reverse=True)
 
 
 def main(argv=None):
@@ -123,6 +162,7 @@ def main(argv=None):
     p.add_argument("--number", type=int, default=20)
     p.add_argument("--markdown", help="append a Markdown table to this file")
     p.add_argument("--show-program", action="store_true", help="print the traced program of each workload")
+    p.add_argument("--profile", action="store_true", help="print where a replay's time goes, by kind of call")
     args = p.parse_args(argv)
     backend = B.get_backend(args.backend, args.device)
     threads = ", ".join(f"{k}={os.environ[k]}" for k in bench.THREAD_VARS if k in os.environ) or "library defaults"
@@ -132,9 +172,18 @@ def main(argv=None):
     for name in args.workloads.split(","):
         w = bench.WORKLOADS[name]
         with xn.using(backend):
-            t, program = measure(w, backend, args.repeats, args.number)
+            t, f = measure(w, backend, args.repeats, args.number)
+        program = f.program
         if args.show_program:
             print(program)
+        if args.profile:
+            X, Y = bench.make_data(w)
+            with xn.using(backend):
+                rows_ = profile(program, f, [xn.tensor(X), xn.tensor(Y)])
+            total = sum(r[0] for r in rows_)
+            print(f"  where a replay's time goes ({total * 1e6:.0f} us in the calls):")
+            for sec, n, op in rows_[:12]:
+                print(f"    {op:28s} x{n:<4d} {sec * 1e6:8.1f} us  {sec / total:5.1%}")
         ref = t.get("floor")
         cells = {k: f"{v * 1e3:.3f}" for k, v in t.items()}
         ratios = {f"{k}/floor": f"{v / ref:.2f}x" for k, v in t.items() if ref and k != "floor"}
