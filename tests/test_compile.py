@@ -139,7 +139,7 @@ def test_clipping_and_accumulation(bk):
     def step_of(model, opt, extra):
         def step(x, y):
             opt.zero_grad()
-            total = 0.0
+            total = xn.tensor(0.0)  # a constant made inside the step
             for part in (slice(0, 3), slice(3, 6)):
                 loss = F.cross_entropy(model(x[part]), y[part]) / 2
                 loss.backward()
@@ -302,3 +302,24 @@ def test_cli_train_compile_gives_the_eager_result(tmp_path):
         assert cli.main(["train", "--epochs", "1", "--verbose", "0", "--out", str(out)] + flag) == 0
         results.append(json.loads((out / "result.json").read_text())["test"])
     assert results[0] == results[1]
+
+
+def test_host_random_draw_inside_falls_back(bk):
+    """An array made from host data inside the step (here a NumPy draw) cannot be replayed."""
+    xn.manual_seed(0)
+    m = _mlp()
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    noise = np.random.default_rng(1)
+
+    def step(x, y):
+        opt.zero_grad()
+        x = x + xn.tensor(noise.normal(size=x.shape).astype("float32"))
+        loss = F.cross_entropy(m(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+    f = xn.compile(step)
+    with pytest.warns(CompileWarning, match="host data"):
+        for _ in range(3):
+            f(xn.tensor(X), xn.tensor(Y))
+    assert f.program is None

@@ -38,7 +38,8 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     NumPy, PyTorch and array-api-strict as one straight-line function of the
     recorded calls, on JAX as that function under ``jax.jit`` with the updated state's
     buffers donated (``donate``).  ``cache_size`` signatures are kept (least
-    recently used dropped).
+    recently used dropped).  With donation, arrays of the state taken before a call (a
+    reference to ``p.data``) are invalid after it on JAX; ``donate=False`` keeps them.
 
     ``state``: the modules, optimizers and schedulers whose tensors and numbers the
     step reads and writes; by default those that ``fn`` reaches through its closure,
@@ -50,7 +51,8 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
 
     Not replayable: a read of a traced value on the host (``.item()``, ``float()``,
     a Python ``if`` on a tensor, printing one), a random draw on the host other than
-    a dropout mask, a Python value (outside optimizer state) that the step changes.
+    a dropout mask, an array made from host data inside the step (a number is a
+    constant), a Python value (outside optimizer state) that the step changes.
     Then the function runs eagerly from then on, with a :class:`CompileWarning`
     naming the operation, or ``strict=True`` raises :class:`CompileError`.
 

@@ -350,8 +350,11 @@ for _n in ("neg", "pos", "abs"):
 
 
 class _Namespace:
-    """Stands in for ``xp``: a call with a traced argument is run and recorded; any
-    other call (making a constant) runs directly; dtypes and constants pass through."""
+    """Stands in for ``xp``: a call with a traced argument is run and recorded; a call that
+    makes a new array is recorded too (made again on each replay, or once if constant);
+    dtypes and constants pass through."""
+
+    stands_in = True  # autograd lets its arrays meet real ones of the traced library
 
     def __getattr__(self, name):
         real = getattr(_rec().xp, name)
@@ -411,6 +414,26 @@ def _backend_of(orig):
     return backend_of
 
 
+def _as_array(orig):
+    @functools.wraps(orig)
+    def as_array(data, dtype=None, backend=None):
+        if _has_traced(data) or _has_traced(backend):
+            return _rec().record(orig, (data, dtype, backend), name="B.as_array")
+        shape = getattr(data, "shape", None)
+        if shape is None:
+            shape = (len(data),) if isinstance(data, (list, tuple)) else ()
+        if math.prod(shape) > 1:
+            raise Unreplayable(f"an array made from host data inside the step (at {_caller()}): a replay would "
+                               "use the same values every time (a random draw on the host? data that changes "
+                               "between calls?); pass it as an argument instead")
+        out = orig(data, dtype, backend)  # a number: a constant of the program
+        rec = _rec()
+        w = rec.wrap(out, "B.as_array")
+        rec.instrs.append(Instr(orig, (data, dtype, backend), {}, w.s, "B.as_array"))
+        return w
+    return as_array
+
+
 def _reading(orig, name):
     @functools.wraps(orig)
     def helper(x, *args, **kwargs):
@@ -464,7 +487,7 @@ def _host_draw(name):
 
 
 _RECORDED = ("clip", "sign", "scatter_add", "pad", "erf", "add_slices", "index_zeros_set", "assign", "transfer",
-             "as_array", "random_bits", "random_bits_portable")
+             "random_bits", "random_bits_portable")
 
 
 @contextlib.contextmanager
@@ -479,6 +502,7 @@ def recording(rec: Recorder):
     for name in _RECORDED:
         patch(B, name, _recorded(getattr(B, name), name))
     patch(_checks, "clip", B.clip)
+    patch(B, "as_array", _as_array(B.as_array))
     patch(B, "backend_of", _backend_of(B.backend_of))
     for name in ("to_numpy", "_host_copy"):
         patch(B, name, _reading(getattr(B, name), name))
