@@ -323,3 +323,20 @@ def test_host_random_draw_inside_falls_back(bk):
         for _ in range(3):
             f(xn.tensor(X), xn.tensor(Y))
     assert f.program is None
+
+
+def test_keyword_arguments_in_any_order(bk):
+    if bk.name != "numpy":
+        pytest.skip("argument handling is the same on every backend")
+    xn.manual_seed(0)
+    m = _mlp()
+
+    def f(x, scale):
+        return m(x) * scale
+    g = xn.compile(f)
+    x, s = xn.tensor(X), xn.tensor(np.full((6, 3), 2.0, "float32"))
+    want = to_np(f(x=x, scale=s))
+    for _ in range(2):
+        g(x=x, scale=s)
+    np.testing.assert_array_equal(to_np(g(scale=s, x=x)), want)
+    np.testing.assert_array_equal(to_np(g(x=x, scale=s * 0.5)), want * 0.5)

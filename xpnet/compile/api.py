@@ -178,7 +178,7 @@ class Compiled:
                         aliases.append((in_paths[t.s], loc.path))
                     loc.set(t)
                 targs = [self._wrap_arg(rec, a, inputs, f"arg {i}") for i, a in enumerate(args)]
-                tkw = {k: self._wrap_arg(rec, v, inputs, f"arg {k}") for k, v in kwargs.items()}
+                tkw = {k: self._wrap_arg(rec, kwargs[k], inputs, f"arg {k}") for k in sorted(kwargs)}
                 out = self.fn(*targs, **tkw)
                 end = walk(roots)
                 changed = [(loc, v) for loc, v in start.plain if _differs(loc, v)]
@@ -273,7 +273,8 @@ class Compiled:
                     vals.append(a.data)
                 elif hasattr(a, "shape") and hasattr(a, "dtype"):
                     vals.append(a)
-            for a in kwargs.values():
+            for k in sorted(kwargs) if kwargs else ():
+                a = kwargs[k]
                 if isinstance(a, Tensor):
                     vals.append(a.data)
                 elif hasattr(a, "shape") and hasattr(a, "dtype"):
