@@ -22,7 +22,7 @@ pyv=$("$host_py" ci/floors.py --python)
 
 # The interpreter: Python $pyv itself where pyenv (or PATH) has it, else the host's.
 py=
-for cand in $(pyenv root 2>/dev/null)/versions/"$pyv".*/bin/python "python$pyv"; do
+for cand in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$pyv".*/bin/python "python$pyv"; do
   if command -v "$cand" > /dev/null 2>&1 && \
      [ "$("$cand" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" = "$pyv" ]; then
     py=$cand; break
