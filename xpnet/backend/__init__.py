@@ -30,7 +30,8 @@ from .ops import (add_slices, add_slices_portable, assign, clip, clip_portable, 
                   pad, scatter_add, scatter_add_portable, sign, sign_portable)
 from .precision import (MATMUL_PRECISIONS, _precision_applied, _set_cupy_precision,  # noqa: F401
                         get_float32_matmul_precision, set_float32_matmul_precision)
-from .random import Generator, default_generator, manual_seed, random_bits, random_bits_portable  # noqa: F401
+from .random import (Generator, default_generator, manual_seed, random_bits, random_bits_portable,  # noqa: F401
+                     set_process_stream)
 from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends,  # noqa: F401
                      cuda_available, current_backend, describe, device_name, get_backend,
                      matmul_precision_note, use, using)
