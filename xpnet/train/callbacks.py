@@ -22,6 +22,7 @@ __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLRO
 
 class Callback:
     trainer = None
+    rank_zero_only = False  # True: under a launcher only rank 0 runs it (callbacks that write files)
 
     def set_trainer(self, trainer):
         self.trainer = trainer
@@ -211,12 +212,18 @@ class TerminateOnNaN(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
+        parallel = getattr(self.trainer, "parallel", None)
+        if loss is not None and parallel is not None and parallel.active:  # every rank decides on the mean
+            loss = type(loss)(parallel.mean(loss.data))
         if loss is not None and not math.isfinite(float(loss.item() if hasattr(loss, "item") else loss)):
             self.trainer.nonfinite(batch, float(loss.item()))
 
 
 class CSVLogger(Callback):
-    """One row per epoch of the epoch logs, written (and flushed) as each epoch ends."""
+    """One row per epoch of the epoch logs, written (and flushed) as each epoch ends (on rank 0
+    alone under a launcher)."""
+
+    rank_zero_only = True
 
     def __init__(self, filename, separator=",", append=False):
         self.filename, self.separator, self.append = str(filename), separator, append
@@ -277,7 +284,7 @@ class BackupAndRestore(Callback):
         if self.trainer.interrupted:
             self._save(self.trainer.epoch)
         elif self.delete_checkpoint and not self.trainer.bad_loss and self.path.exists():
-            self.path.unlink()
+            self.path.unlink(missing_ok=True)  # several ranks may get here
 
 
 class LambdaCallback(Callback):
