@@ -85,6 +85,8 @@ def train(args) -> dict:
                                                      CSVLogger(out / "history.csv")])
     trainer.save_checkpoint(out / "last.safetensors", epoch=trainer.epoch)
     result = trainer.evaluate(Xte, yte)
+    if not trainer.parallel.is_writer:  # under a launcher rank 0 alone prints and writes
+        return result
     print(f"Test accuracy: {result['accuracy'] * 100:.2f}% (loss {result['loss']:.4f}) on {len(yte)} samples")
     try:
         from .plot import plot_history
