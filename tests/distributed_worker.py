@@ -15,7 +15,10 @@ import xpnet.distributed as dist
 from xpnet import nn, optim
 from xpnet.data import ArrayDataset, DataLoader
 
-BACKEND, OUT = sys.argv[1], pathlib.Path(sys.argv[2])
+NAME, OUT = sys.argv[1], pathlib.Path(sys.argv[2])
+# one GPU per process: "cupy" and "torch:cuda" run on cuda:<local rank>
+DEVICE = f"cuda:{dist.detect().local_rank}" if NAME in ("cupy", "torch:cuda") else None
+BACKEND = xn.get_backend(NAME.split(":")[0], DEVICE)
 B_PER_RANK = 4
 
 
@@ -217,7 +220,8 @@ def cli():
     from xpnet import cli as xcli
     r = dist.get_rank()
     rc = xcli.main(["train", "--dataset", "iris", "--epochs", "2", "--batch-size", "16", "--out",
-                    str(OUT / "cli"), "--verbose", "2", *(["--backend", BACKEND] if BACKEND != "numpy" else [])])
+                    str(OUT / "cli"), "--verbose", "2", "--backend", BACKEND.name,
+                    "--device", "cuda" if DEVICE else "auto"])
     assert rc == 0
 
 
@@ -241,6 +245,7 @@ SCENARIOS = {f.__name__: f for f in (collectives, equivalence, unused_and_no_syn
 if __name__ == "__main__":
     xn.use(BACKEND)
     dist.init(BACKEND)
+    assert dist.get_world_size() == 2, "run me under a launcher with 2 processes"
     for name in sys.argv[3:]:
         SCENARIOS[name]()
         (OUT / f"ok-{name}-{dist.get_rank()}").write_text("ok")

@@ -85,6 +85,6 @@ def create(launch, backend) -> Engine:
         return TorchEngine(launch, backend)
     if backend is not None and backend.name == "cupy":
         from .nccl import NcclEngine
-        return NcclEngine()
+        return NcclEngine(device=backend.device)
     from .mpi import MpiEngine
     return MpiEngine()

@@ -35,10 +35,12 @@ def _const(pair):
 class NcclEngine(MpiEngine):
     name = "nccl"
 
-    def __init__(self, comm=None):
+    def __init__(self, comm=None, device=None):
+        """``device``: the cupy.cuda.Device of this rank's arrays (default: GPU ``local_rank``)."""
         super().__init__(comm)
-        n_gpus = cupy.cuda.runtime.getDeviceCount()
-        cupy.cuda.Device(self.local_rank % n_gpus).use()
+        if device is None:
+            device = cupy.cuda.Device(self.local_rank % cupy.cuda.runtime.getDeviceCount())
+        device.use()
         uid = nccl.get_unique_id() if self.rank == 0 else None
         uid = self.comm.bcast(uid, root=0)
         self.nccl = nccl.NcclCommunicator(self.world_size, uid, self.rank)
