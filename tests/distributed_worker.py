@@ -214,6 +214,28 @@ def trainer():
     m_c, c = make()
     c.fit(X, y, epochs=3, batch_size=8, seed=1)
     assert np.array_equal(flat(m_b), flat(m_c)), "resumed run differs from the uninterrupted one"
+    # mid-epoch: BackupAndRestore saves rank 0's loader position every 3 steps; the job "dies" at
+    # step 6 (of 12); a new fit restores it on every rank and ends where the uninterrupted run ends
+    from xpnet.train import BackupAndRestore, LambdaCallback
+
+    class Die(Exception):
+        pass
+
+    def die(batch, logs):
+        if d.global_step == 6:
+            raise Die
+
+    m_d, d = make()
+    backup = OUT / "backup"
+    try:
+        d.fit(X, y, epochs=3, batch_size=8, seed=1, callbacks=[BackupAndRestore(backup, save_freq=3),
+                                                               LambdaCallback(on_train_batch_end=die)])
+        raise AssertionError("not interrupted")
+    except Die:
+        pass
+    m_e, e = make()
+    e.fit(X, y, epochs=3, batch_size=8, seed=1, callbacks=[BackupAndRestore(backup, save_freq=3)])
+    assert np.array_equal(flat(m_e), flat(m_c)), "run resumed mid-epoch differs from the uninterrupted one"
 
 
 def cli():

@@ -93,9 +93,15 @@ def test_sharded_loader_is_a_slice_of_the_big_batch(bk):
     for bad in ({"num_replicas": 2}, {"num_replicas": 2, "rank": 2}, {"num_replicas": 0, "rank": 0}):
         with pytest.raises(ValueError, match="num_replicas"):
             DataLoader(ArrayDataset(X), 2, **bad)
-    state = DataLoader(ArrayDataset(X), 2, num_replicas=2, rank=0).state_dict()
-    with pytest.raises(ValueError, match="rank"):
-        DataLoader(ArrayDataset(X), 2, num_replicas=2, rank=1).load_state_dict(state)
+    # a saved position (rank 0's, in a checkpoint) resumes every rank; another world size does not
+    saved = DataLoader(ArrayDataset(X), 2, shuffle=True, seed=4, num_replicas=3, rank=0, backend=bk)
+    it = iter(saved)
+    next(it)
+    other = DataLoader(ArrayDataset(X), 2, shuffle=True, seed=4, num_replicas=3, rank=2, backend=bk)
+    other.load_state_dict(saved.state_dict())
+    assert [xn.backend.to_numpy(b[0].data).tolist() for b in other] == [s.tolist() for s in shards[2][1:]]
+    with pytest.raises(ValueError, match="num_replicas"):
+        DataLoader(ArrayDataset(X), 2, num_replicas=2, rank=1).load_state_dict(saved.state_dict())
 
 
 def test_ddp_and_sync_batchnorm_in_one_process(bk):

@@ -162,7 +162,7 @@ class DataLoader:
         return {"seed": self.seed, "epoch": self.epoch, "batch": batch,
                 "rng_state": copy.deepcopy(state), "num_samples": len(self.dataset),
                 "batch_size": self.batch_size, "shuffle": self.shuffle, "drop_last": self.drop_last,
-                **({} if self.num_replicas is None else {"num_replicas": self.num_replicas, "rank": self.rank})}
+                **({} if self.num_replicas is None else {"num_replicas": self.num_replicas})}
 
     def set_epoch(self, epoch: int):
         """Stand at the start of ``epoch``: the next pass gives the order that a loader with
@@ -183,7 +183,8 @@ class DataLoader:
         if missing:
             raise KeyError(f"DataLoader.load_state_dict: missing keys {sorted(missing)}: "
                            "expected a dict from DataLoader.state_dict()")
-        for key in ("num_samples", "batch_size", "shuffle", "drop_last", "num_replicas", "rank"):
+        # the position is the same on every rank (one order per epoch): rank 0's state resumes any rank
+        for key in ("num_samples", "batch_size", "shuffle", "drop_last", "num_replicas"):
             mine = len(self.dataset) if key == "num_samples" else getattr(self, key)
             if key in state and state[key] != mine:
                 raise ValueError(f"DataLoader.load_state_dict: the saved loader had {key}={state[key]!r}, "
