@@ -101,7 +101,7 @@ def test_sharded_loader_is_a_slice_of_the_big_batch(bk):
     other.load_state_dict(saved.state_dict())
     assert [xn.backend.to_numpy(b[0].data).tolist() for b in other] == [s.tolist() for s in shards[2][1:]]
     with pytest.raises(ValueError, match="num_replicas"):
-        DataLoader(ArrayDataset(X), 2, num_replicas=2, rank=1).load_state_dict(saved.state_dict())
+        DataLoader(ArrayDataset(X), 2, shuffle=True, num_replicas=2, rank=1).load_state_dict(saved.state_dict())
 
 
 def test_ddp_and_sync_batchnorm_in_one_process(bk):
