@@ -33,12 +33,15 @@ from xpnet import nn, optim  # noqa: E402
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--backend", default="numpy")
+    p.add_argument("--backend", default="numpy", help="numpy, torch, torch:cuda, cupy, jax, array_api_strict")
     p.add_argument("--batch", type=int, default=64, help="samples per rank per step (default 64)")
     p.add_argument("--repeats", type=int, default=9)
     p.add_argument("--number", type=int, default=10)
     args = p.parse_args(argv)
-    b = xn.use(args.backend)
+    name, _, device = args.backend.partition(":")
+    if name == "cupy" or device.startswith("cuda"):
+        device = f"cuda:{dist.detect().local_rank}"  # one GPU per process
+    b = xn.use(name, device or None)
     eng = dist.init(b)
     xn.manual_seed(0)
     model = nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
