@@ -30,6 +30,7 @@ def test_launcher_detection():
     assert detect({}).kind is None and detect({}).world_size == 1
     mpich = detect({"PMI_RANK": "1", "PMI_SIZE": "4", "MPI_LOCALRANKID": "1"})
     assert (mpich.kind, mpich.rank, mpich.world_size, mpich.local_rank) == ("mpi", 1, 4, 1)
+    assert detect({"PMI_RANK": "0", "PMI_SIZE": "1"}).kind is None  # one task: no MPI needed
     ompi = detect({"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "8", "OMPI_COMM_WORLD_LOCAL_RANK": "3"})
     assert (ompi.kind, ompi.rank, ompi.world_size, ompi.local_rank) == ("mpi", 3, 8, 3)
     tr = detect({"RANK": "2", "WORLD_SIZE": "4", "LOCAL_RANK": "0", "MASTER_ADDR": "h", "TORCHELASTIC_RUN_ID": "x",

@@ -4,7 +4,7 @@
   ``PMI_RANK``/``PMI_SIZE``, ``OMPI_COMM_WORLD_RANK``/``OMPI_COMM_WORLD_SIZE``, ``PMIX_RANK``;
 - ``torchrun`` / ``python -m torch.distributed.run``: ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``
   with ``MASTER_ADDR`` (or ``TORCHELASTIC_RUN_ID``);
-- neither: one process (rank 0 of 1).
+- neither, or an MPI launcher that started one process: one process (rank 0 of 1).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def detect(env=None) -> Launch:
     rank = _first(env, _MPI_RANK)
     if rank is not None:
         size = _first(env, _MPI_SIZE)
+        if size == 1:  # one task (e.g. `srun python train.py` in a Slurm job): no job to join
+            return Launch(None)
         local = _first(env, _MPI_LOCAL)
         return Launch("mpi", rank, size if size is not None else -1, local if local is not None else -1)
     return Launch(None)
