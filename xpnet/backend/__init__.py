@@ -15,7 +15,8 @@ Everything outside this package calls only the Array API standard through a name
 - :mod:`.precision`: float32 matmul precision (TF32);
 - :mod:`.memory`: out-of-memory errors.
 
-Imports go one way, down this list (``select`` imports only ``precision``).
+Imports go one way, up this list (``select`` imports only ``precision``), except for the
+convenience :meth:`Backend.asarray`, which calls :func:`.arrays.as_array` at call time.
 """
 
 import array_api_compat  # noqa: F401  (B.array_api_compat: the compat layer, for device())
