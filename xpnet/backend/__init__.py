@@ -15,7 +15,7 @@ Everything outside this package calls only the Array API standard through a name
 - :mod:`.precision`: float32 matmul precision (TF32);
 - :mod:`.memory`: out-of-memory errors.
 
-Imports go one way, up this list (``select`` imports only ``precision``), except for the
+A module imports only those above it in this list (``select`` only ``precision``), except for the
 convenience :meth:`Backend.asarray`, which calls :func:`.arrays.as_array` at call time.
 """
 
