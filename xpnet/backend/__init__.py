@@ -4,6 +4,7 @@ Everything outside this package calls only the Array API standard through a name
 ``xp``, plus the few helpers re-exported here (``from xpnet import backend as B``;
 ``B.scatter_add``, ``B.to_numpy``, ...).  One module per job:
 
+- :mod:`.precision`: float32 matmul precision (TF32);
 - :mod:`.select`: the libraries, devices, :class:`Backend`, and the current one
   (:func:`use`, :func:`using`, ``XPNET_BACKEND``);
 - :mod:`.dtypes`: dtype names and their NumPy equivalents across libraries;
@@ -12,10 +13,10 @@ Everything outside this package calls only the Array API standard through a name
 - :mod:`.special`: the error function;
 - :mod:`.checks`: input checks deferred on accelerators (no synchronization per step);
 - :mod:`.random`: the seeded generator and counter-based bits made on the device;
-- :mod:`.precision`: float32 matmul precision (TF32);
 - :mod:`.memory`: out-of-memory errors.
 
-Imports go one way, down this list (``select`` imports only ``precision``).
+A module imports only those above it in this list, except for the
+convenience :meth:`Backend.asarray`, which calls :func:`.arrays.as_array` at call time.
 """
 
 import array_api_compat  # noqa: F401  (B.array_api_compat: the compat layer, for device())
