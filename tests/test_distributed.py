@@ -157,8 +157,9 @@ def _env():
     return env
 
 
-def _mpi(*args):
-    return [shutil.which("mpiexec"), "-n", "2", sys.executable, "-m", "mpi4py", *map(str, args)]
+def _mpi(*args, m_mpi4py=True):
+    return [shutil.which("mpiexec"), "-n", "2", sys.executable, *(["-m", "mpi4py"] if m_mpi4py else []),
+            *map(str, args)]
 
 
 def _torchrun(*args):
@@ -211,9 +212,10 @@ def test_mpi_xpnet_train_command(tmp_path):
     assert (tmp_path / "best.safetensors").exists() and (tmp_path / "history.csv").exists()
 
 
-def test_mpi_failing_rank_ends_the_job(tmp_path):
+@pytest.mark.parametrize("m_mpi4py", [True, False], ids=["python -m mpi4py", "xpnet's own hook"])
+def test_mpi_failing_rank_ends_the_job(tmp_path, m_mpi4py):
     _have_mpi()
-    p, seconds = _launch(_mpi(WORKER, "numpy", tmp_path, "fail"), timeout=120)
+    p, seconds = _launch(_mpi(WORKER, "numpy", tmp_path, "fail", m_mpi4py=m_mpi4py), timeout=120)
     assert p.returncode != 0 and "boom on rank 1" in p.stderr
     assert seconds < 60, f"the job took {seconds:.0f} s to end after a rank failed"
 
