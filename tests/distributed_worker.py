@@ -169,6 +169,16 @@ def loader_uneven():
     mine = np.concatenate([xn.backend.to_numpy(b[0].data) for b in pad])
     parts = gathered(mine)
     assert sorted(set(np.concatenate(parts).tolist())) == list(range(7)) and len(mine) == 4
+    # DDP training over the padded shards: every rank makes the same number of steps
+    model = mlp()
+    ddp = dist.DistributedDataParallel(model)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    X, y = data(13)
+    for xb, yb in DataLoader(ArrayDataset(X, y), batch_size=3, shuffle=True, seed=0, num_replicas=2, rank=r):
+        opt.zero_grad()
+        nn.functional.cross_entropy(ddp(xb), yb).backward()
+        opt.step()
+    same_on_every_rank(flat(model), "weights after an uneven dataset")
     # resume mid-epoch: the state dict restores the rank's position
     pad.set_epoch(1)
     it = iter(pad)
@@ -204,6 +214,21 @@ def trainer():
     same_on_every_rank(np.array([ev["loss"], ev["accuracy"]]), "evaluate()")
     t.save_checkpoint(OUT / "two.safetensors", epoch=t.epoch)
     assert (OUT / "two.safetensors").exists()  # every rank sees rank 0's file after the barrier
+    # Trainer(accumulate=2), batch 4 per rank: no_sync on the first micro-batch; each update is
+    # that of one process with batch 16 (2 ranks x 2 micro-batches x 4)
+    acc_model = mlp()
+    acc = xn.Trainer(acc_model, "cross_entropy", optim.SGD(acc_model.parameters(), lr=0.1), backend=BACKEND,
+                     accumulate=2, verbose=0)
+    acc.fit(X, y, epochs=2, batch_size=4, seed=2)
+    ref = mlp()
+    ref_opt = optim.SGD(ref.parameters(), lr=0.1)
+    ref_loader = DataLoader(ArrayDataset(X, y), 16, shuffle=True, seed=2)
+    for _ in range(2):
+        for xb, yb in ref_loader:
+            ref_opt.zero_grad()
+            nn.functional.cross_entropy(ref(xb), yb).backward()
+            ref_opt.step()
+    np.testing.assert_allclose(flat(acc_model), flat(ref), rtol=1e-12, atol=1e-15)
     # resume: 2 epochs, checkpoint, a fresh trainer restores on every rank and runs the third
     m_a, a = make()
     a.fit(X, y, epochs=2, batch_size=8, seed=1)
