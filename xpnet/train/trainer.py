@@ -287,8 +287,8 @@ class Trainer:
 
     def _catch_sigint(self):
         """Turn Ctrl-C into 'stop after this step' while fit runs (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
+        if threading.current_thread() is not threading.main_thread() or self.parallel.active:
+            return lambda: None  # under a launcher Ctrl-C ends the job (ranks would stop at different steps)
 
         def handler(signum, frame):
             if self.interrupted:  # a second Ctrl-C stops at once

@@ -3,10 +3,10 @@
 CUDA stream, so a training step makes no host synchronization; the reduced buffer is ready for
 the kernels that follow on that stream.  Arrays that are not CuPy's go over MPI (the parent).
 
-UNVERIFIED: written from CuPy's documented API (``nccl.get_unique_id``,
+UNVERIFIED (never run: no GPU here): written from CuPy's API (``nccl.get_unique_id``,
 ``nccl.NcclCommunicator(ndev, uid, rank)``, ``allReduce/bcast/allGather(sendptr, recvptr, count,
-dtype, [op,] stream_ptr)``) on a machine without a GPU; the command that checks it on two GPUs
-is in docs/distributed.md.
+dtype, [op,] stream_ptr)``, signatures checked against cupy/cuda/nccl.pyx); the command that
+checks it on two GPUs is in docs/distributed.md.
 
 This module imports cupy: it is one of the two engine files the purity test allows.
 """
