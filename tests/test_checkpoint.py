@@ -1,5 +1,6 @@
 """Checkpoints: safetensors round trips, exact resumption, atomic writes, and bad files that change nothing."""
 
+import errno
 import json
 import math
 import os
@@ -284,11 +285,15 @@ def test_load_weights_options(bk, tmp_path):
 
 # ----------------------------------------------------------------- bad files
 
-def _rewrite_header(path, edit):
+def _rewrite_header(path, edit, redigest=True):
+    """Edit the header; with ``redigest`` the metadata digest is recomputed, as a writer with
+    wrong values would do, so that the checks behind the digest are tested."""
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     edit(header)
+    if redigest and "metadata_sha256" in header.get("__metadata__", {}):
+        header["__metadata__"]["metadata_sha256"] = ck._meta_digest(header["__metadata__"])
     h = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(h)) + h + raw[8 + n:])
 
@@ -401,29 +406,53 @@ def test_file_is_plain_safetensors_and_loads_without_pickle(bk, tmp_path, monkey
     assert ck.load(path, make(), make_opt(make(), "sgd"))["epoch"] == 2
 
 
-@pytest.mark.parametrize("where", ["writer", "fsync", "replace"])
-def test_write_is_atomic(bk, where, tmp_path, monkeypatch):
+class _HalfWriter:
+    """A file whose write stores half the bytes, then fails as a full disk does."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+@pytest.mark.parametrize("where", ["writer", "fsync", "replace", "folder fsync"])
+def test_write_is_atomic_and_errors_name_the_checkpoint(bk, where, tmp_path, monkeypatch):
     path = tmp_path / "ck.safetensors"
     old = make(seed=1)
     ck.save(path, old, epoch=1)
-
-    def half_written(tensors, filename, metadata=None):
-        real_save_file(tensors, filename, metadata)
-        with open(filename, "r+b") as f:
-            f.truncate(os.path.getsize(filename) // 2)
-        raise OSError("disk full")
+    real_fsync, real_open = os.fsync, open
 
     def fail(*a, **k):
-        raise OSError("disk full")
-    real_save_file = ck.save_file
-    target = {"writer": (ck, "save_file", half_written), "fsync": (ck.os, "fsync", fail),
-              "replace": (ck.os, "replace", fail)}[where]
-    monkeypatch.setattr(*target)
-    with pytest.raises(OSError, match="disk full"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fsync_files_only(fd):  # the folder's fsync fails (after the rename: the new file is whole)
+        return fail() if os.path.isdir(f"/proc/self/fd/{fd}") else real_fsync(fd)
+
+    target = {"writer": (ck, "open", lambda *a, **k: _HalfWriter(real_open(*a, **k))),
+              "fsync": (ck.os, "fsync", fail), "replace": (ck.os, "replace", fail),
+              "folder fsync": (ck.os, "fsync", fsync_files_only)}[where]
+    monkeypatch.setattr(*target, raising=False)
+    if where == "folder fsync" and not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to tell a folder's descriptor")
+    with pytest.raises(OSError, match="cannot write the checkpoint.*No space left") as err:
         ck.save(path, make(seed=2), epoch=2)
     monkeypatch.undo()
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert ".tmp" not in str(err.value)
     assert os.listdir(tmp_path) == ["ck.safetensors"]  # no temporary file left behind
     model = make(seed=3)
-    assert ck.load(path, model)["epoch"] == 1
-    assert_same({k: to_np(v) for k, v in model.state_dict().items()},
-                {k: to_np(v) for k, v in old.state_dict().items()})
+    assert ck.load(path, model)["epoch"] == (2 if where == "folder fsync" else 1)
+    if where != "folder fsync":
+        assert_same({k: to_np(v) for k, v in model.state_dict().items()},
+                    {k: to_np(v) for k, v in old.state_dict().items()})
