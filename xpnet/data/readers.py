@@ -16,6 +16,7 @@ the fault.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -301,10 +302,17 @@ def _download(url: str, dest: Path, md5: str):
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.md5(usedforsecurity=False)
-    with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
-        for block in iter(lambda: response.read(1 << 20), b""):
-            digest.update(block)
-            f.write(block)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                f.write(block)
+    except OSError as e:  # URLError, timeouts, a full disk: say which URL, and what to do
+        with contextlib.suppress(OSError):
+            part.unlink()
+        why = getattr(e, "reason", None) or e.strerror or e
+        raise OSError(f"cannot download {url} ({why}): check the network, or fetch the file by hand "
+                      f"into {dest.parent}") from e
     if digest.hexdigest() != md5:
         part.unlink()
         raise DataFileError(f"{url}: the download has MD5 {digest.hexdigest()}, expected {md5}: "

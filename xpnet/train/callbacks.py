@@ -342,6 +342,10 @@ class BackupAndRestore(Callback):
             self._save(self.trainer.epoch)
         elif self.delete_checkpoint and not self.trainer.bad_loss and self.path.exists():
             self.path.unlink()
+            try:  # the folder too, when nothing else is in it (Keras removes it)
+                self.dir.rmdir()
+            except OSError:
+                pass
 
 
 class LambdaCallback(Callback):
