@@ -7,7 +7,8 @@ The model is an MLP of float32 Linear layers holding about ``--mb`` megabytes of
 "with digests" is xpnet.save_weights / load_weights as shipped; "without" is the same code with
 the hash (and, at save, the finite check) replaced by nothing, so the difference is their cost.
 The files go to ``--dir`` (default: a temporary folder), fsynced as every save is.
-Contenders take turns in every repeat (harness.interleaved); medians are printed.
+Saves, loads and the bare checks are three groups; within each, contenders take turns in every
+repeat (harness.interleaved); medians are printed.
 """
 
 from __future__ import annotations
@@ -73,14 +74,15 @@ def main(argv=None):
                 ck.load_weights(plain, target)
 
         arrays = {k: np.asarray(v) for k, v in model.state_dict().items()}
-        times = harness.interleaved({
-            "save, with digests": lambda: ck.save_weights(checked, model),
-            "save, without": save_plain,
-            "load, verified": lambda: ck.load_weights(checked, target),
-            "load, unverified": load_plain,
+        times = {}  # saves, loads and the bare checks each interleaved among themselves
+        times.update(harness.interleaved({"save, with digests": lambda: ck.save_weights(checked, model),
+                                          "save, without": save_plain}, repeats=args.repeats, number=1, warmup=1))
+        times.update(harness.interleaved({"load, verified": lambda: ck.load_weights(checked, target),
+                                          "load, unverified": load_plain}, repeats=args.repeats, number=1, warmup=1))
+        times.update(harness.interleaved({
             "SHA-256 of every tensor": lambda: [ck._digest(a) for a in arrays.values()],
-            "finite check": lambda: ck._nonfinite("x", arrays, list(arrays)),
-        }, repeats=args.repeats, number=1, warmup=1)
+            "finite check": lambda: ck._nonfinite("x", arrays, list(arrays))}, repeats=args.repeats, number=1,
+            warmup=1))
     lines = [f"{time.strftime('%Y-%m-%d')}, {harness.machine()}, {harness.versions('numpy', 'safetensors')}, "
              f"{size:.0f} MB of float32 weights", "", "```",
              f"{'operation':<28}{'median':>10}{'GB/s':>8}"]
