@@ -628,6 +628,11 @@ def test_parent_folders_are_created(tmp_path):
     with pytest.raises(OSError, match="cannot write the checkpoint") as err:
         ck.save(tmp_path / "file" / "c.safetensors", make())
     assert err.value.filename == str(tmp_path / "file" / "c.safetensors")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(IsADirectoryError, match="cannot write the checkpoint") as err:  # the target is a folder
+        ck.save_weights(tmp_path / "taken", make())
+    assert err.value.filename == str(tmp_path / "taken") and ".tmp" not in str(err.value)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
 
 
 def _stale(folder, base, content=b"half a checkpoint", age=0.0):
