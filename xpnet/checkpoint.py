@@ -347,7 +347,8 @@ def _check_kind(where: str, saved, live):
     if _is_number(live) or isinstance(live, bool) or isinstance(live, str):
         kind = _is_number if _is_number(live) else (lambda x: isinstance(x, type(live)))
         if not kind(saved):
-            raise ValueError(f"{where} is {saved!r}: expected {'a number' if _is_number(live) else type(live).__name__}")
+            expected = "a number" if _is_number(live) else type(live).__name__
+            raise ValueError(f"{where} is {saved!r}: expected {expected}")
     elif isinstance(live, (list, tuple)):
         if not isinstance(saved, (list, tuple)):
             raise ValueError(f"{where} is {saved!r}: expected a sequence like {live!r}")

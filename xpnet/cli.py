@@ -314,7 +314,8 @@ def _check(p: argparse.ArgumentParser, args):
         given = {k: v for k, v in vars(args).items() if k not in ("command", "resume", "verbose")
                  and v != defaults[k]}
         if given:
-            p.error(f"--resume continues a run with its own options: drop {', '.join('--' + k.replace('_', '-') for k in given)}")
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            p.error(f"--resume continues a run with its own options: drop {flags}")
         run = pathlib.Path(args.resume)
         try:
             saved = json.loads((run / "result.json").read_text())["options"]
