@@ -184,7 +184,7 @@ def _check_job(p, out, scenarios):
         assert len((out / "log-0.csv").read_text().splitlines()) >= 2
     if "cli" in scenarios:
         assert (out / "cli" / "result.json").exists() and (out / "cli" / "last.safetensors").exists()
-        assert p.stdout.count("Test accuracy") == 1, "only rank 0 prints"
+        assert p.stdout.count("Test accuracy of the last weights") == 1, "only rank 0 prints"
 
 
 def test_mpi_numpy_two_ranks(tmp_path):
@@ -208,7 +208,7 @@ def test_mpi_xpnet_train_command(tmp_path):
     p, _ = _launch(_mpi("-m", "xpnet.cli", "train", "--dataset", "iris", "--epochs", "2", "--out", tmp_path,
                         "--verbose", "2"))
     assert p.returncode == 0, p.stderr[-3000:]
-    assert p.stdout.count("Test accuracy") == 1 and "(rank 0 of 2, mpi" in p.stdout
+    assert p.stdout.count("Test accuracy of the last weights") == 1 and "(rank 0 of 2, mpi" in p.stdout
     assert (tmp_path / "best.safetensors").exists() and (tmp_path / "history.csv").exists()
 
 

@@ -176,22 +176,36 @@ class DataLoader:
                 self._rng.permutation(n)
         self.epoch, self._progress, self._resume = int(epoch), None, None
 
-    def load_state_dict(self, state: dict):
-        """Continue from a :meth:`state_dict`: the next iteration yields the
-        batches the saved loader would have yielded next."""
+    def check_state_dict(self, state: dict):
+        """Raise ValueError/KeyError/TypeError if :meth:`load_state_dict` would refuse ``state``;
+        changes nothing."""
+        name = "DataLoader.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{name}: expected a dict from DataLoader.state_dict(), got {type(state).__name__}")
         missing = {"epoch", "batch", "rng_state"} - set(state)
         if missing:
-            raise KeyError(f"DataLoader.load_state_dict: missing keys {sorted(missing)}: "
-                           "expected a dict from DataLoader.state_dict()")
+            raise KeyError(f"{name}: missing keys {sorted(missing)}: expected a dict from DataLoader.state_dict()")
+        for key in ("epoch", "batch", "seed"):
+            if key in state and (type(state[key]) is not int or state[key] < 0):
+                raise ValueError(f"{name}: {key} is {state[key]!r}: expected a whole number >= 0")
         # the position is the same on every rank (one order per epoch): rank 0's state resumes any rank
         for key in ("num_samples", "batch_size", "shuffle", "drop_last", "num_replicas"):
             mine = len(self.dataset) if key == "num_samples" else getattr(self, key)
             if key in state and state[key] != mine:
-                raise ValueError(f"DataLoader.load_state_dict: the saved loader had {key}={state[key]!r}, "
+                raise ValueError(f"{name}: the saved loader had {key}={state[key]!r}, "
                                  f"this one has {key}={mine!r}: resuming would give different batches")
-        if not 0 <= int(state["batch"]) <= len(self):
-            raise ValueError(f"DataLoader.load_state_dict: batch {state['batch']} is out of range "
-                             f"for {len(self)} batches per epoch")
+        if not 0 <= state["batch"] <= len(self):
+            raise ValueError(f"{name}: batch {state['batch']} is out of range for {len(self)} batches per epoch")
+        try:  # the generator's own checks, on a scratch generator
+            type(self._rng.bit_generator)().state = copy.deepcopy(state["rng_state"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{name}: invalid generator state ({type(e).__name__}: {e})") from None
+
+    def load_state_dict(self, state: dict):
+        """Continue from a :meth:`state_dict`: the next iteration yields the
+        batches the saved loader would have yielded next.  Everything is checked
+        first (:meth:`check_state_dict`); a refused state changes nothing."""
+        self.check_state_dict(state)
         self.seed = int(state.get("seed", self.seed))
         self.epoch = int(state["epoch"])
         self._rng.bit_generator.state = copy.deepcopy(state["rng_state"])

@@ -58,6 +58,16 @@ def _loss_fn(loss):
     return table[loss]
 
 
+def _check_history(meta):
+    """Refuse a checkpoint whose saved History is malformed (before anything is loaded)."""
+    meta = meta or {}
+    history, epochs = meta.get("history", {}), meta.get("history_epochs", [])
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise ValueError("metadata 'history' is not a dict of lists of per-epoch values")
+    if not isinstance(epochs, list) or not all(type(e) is int for e in epochs):
+        raise ValueError("metadata 'history_epochs' is not a list of epoch numbers")
+
+
 class Trainer:
     """Trains ``model`` with ``loss`` and ``optimizer`` on the best device.
 
@@ -193,6 +203,8 @@ class Trainer:
         self.loader, self.epoch = loader, initial_epoch
         self.stop_reason, self.interrupted, self.bad_loss = None, False, False
         progress = Progress(self.verbose, epochs)
+        names = ("loss", *(m.name for m in self.metrics))  # the epoch logs, for callbacks to check up front
+        self.log_names = (*names, *(f"val_{k}" for k in names if val_loader is not None), "lr")
         cbs = [self.history, *self.parallel.callbacks(callbacks)]  # file writers on rank 0 only
         for cb in cbs:
             if not isinstance(cb, Callback):
@@ -463,21 +475,24 @@ class Trainer:
         the number of finished epochs, i.e. the epoch to run next."""
         from .. import checkpoint
         result = None
-        if self.parallel.is_writer:  # under a launcher rank 0 writes; every rank waits for the file
-            if weights_only:
-                result = checkpoint.save_weights(path, self.model)
-            else:
-                meta = {"history": self.history.history, "history_epochs": self.history.epoch}
-                result = checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
-                                         step=self.global_step, loader=self.loader if resumable else None,
-                                         metadata=meta)
-        self.parallel.after_save()
+        try:
+            if self.parallel.is_writer:  # under a launcher rank 0 writes; every rank waits for the file
+                if weights_only:
+                    result = checkpoint.save_weights(path, self.model)
+                else:
+                    meta = {"history": self.history.history, "history_epochs": self.history.epoch}
+                    result = checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
+                                             step=self.global_step, loader=self.loader if resumable else None,
+                                             metadata=meta)
+        finally:
+            self.parallel.after_save()  # also when the save failed, so that no rank is left waiting
         return result
 
     def restore(self, path):
         """Load a checkpoint written by :meth:`save_checkpoint` and continue from it."""
         from .. import checkpoint
-        info = checkpoint.load(path, self.model, self.optimizer, self.scheduler, loader=self.loader)
+        info = checkpoint.load(path, self.model, self.optimizer, self.scheduler, loader=self.loader,
+                               check=_check_history)
         self.epoch = info["epoch"] or 0
         self.global_step = info["step"] or 0
         meta = info.get("metadata") or {}
