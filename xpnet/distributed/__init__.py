@@ -18,6 +18,7 @@ array is returned).  :class:`DistributedDataParallel` averages gradients after `
 from __future__ import annotations
 
 import sys
+import time
 
 from .. import backend as B
 from ..autograd.tensor import Tensor
@@ -65,6 +66,7 @@ def _install_excepthook(eng):
         sys.stderr.write(f"xpnet.distributed: rank {eng.rank} failed: ending the job\n")
         sys.stderr.flush()
         sys.stdout.flush()
+        time.sleep(0.5)  # let the launcher forward the traceback before the job is torn down
         eng.abort(1)
 
     _state["excepthook"] = previous
