@@ -269,6 +269,7 @@ def test_index_checks_on_an_accelerator_are_deferred_to_the_next_read(monkeypatc
     indices are clipped, and the error comes at the next read back to the host."""
     b = xn.get_backend("numpy")
     monkeypatch.setattr(B, "device_name", lambda d: "cuda:0")
+    monkeypatch.setattr(B.select, "device_name", lambda d: "cuda:0")
     idx = b.xp.asarray(np.array([0, 7, 2]))
     safe = B.check_indices(idx, 5, "labels")
     np.testing.assert_array_equal(safe, [0, 4, 2])

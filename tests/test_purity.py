@@ -1,4 +1,4 @@
-"""DESIGN rule 1: only the backend module (and host I/O code) imports concrete array libraries."""
+"""DESIGN rule 1: only the backend package (and host I/O code) imports concrete array libraries."""
 
 import ast
 import pathlib
@@ -7,7 +7,11 @@ import xpnet
 
 FORBIDDEN = {"numpy", "cupy", "cupyx", "torch", "jax", "jaxlib"}
 # Host I/O may touch NumPy: data files, checkpoints and plots live in host memory.
-ALLOWED = {"backend.py", "data", "io.py", "checkpoint.py", "plot.py"}
+ALLOWED = {"backend", "data", "io.py", "checkpoint.py", "plot.py"}
+# Communication engines that must speak a library's own collectives (xpnet.distributed.engines):
+# NCCL is reached through cupy.cuda.nccl on CuPy arrays, torch.distributed takes torch tensors.
+# Each file holds one engine behind the engine interface; nothing else in distributed/ imports them.
+ALLOWED_FILES = {"distributed/engines/nccl.py", "distributed/engines/torch_dist.py"}
 ROOT = pathlib.Path(xpnet.__file__).parent
 
 
@@ -26,8 +30,9 @@ def forbidden_imports(path: pathlib.Path):
 def test_core_imports_no_array_library():
     bad = [f"{path.relative_to(ROOT.parent)}:{hit}"
            for path in sorted(ROOT.rglob("*.py")) if path.relative_to(ROOT).parts[0] not in ALLOWED
+           and path.relative_to(ROOT).as_posix() not in ALLOWED_FILES
            for hit in forbidden_imports(path)]
-    assert not bad, "array libraries imported outside the backend module:\n" + "\n".join(bad)
+    assert not bad, "array libraries imported outside the backend package:\n" + "\n".join(bad)
 
 
 def test_the_scan_finds_nested_imports(tmp_path):
@@ -41,7 +46,7 @@ def test_clip_and_sign_go_through_the_backend():
     each: the core calls backend.clip / backend.sign instead."""
     bad = []
     for path in sorted(ROOT.rglob("*.py")):
-        if path.name == "backend.py":
+        if path.relative_to(ROOT).parts[0] == "backend":
             continue
         for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("clip", "sign")

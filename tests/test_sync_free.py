@@ -2,7 +2,7 @@
 
 Exercised on NumPy with its device taken for a GPU (``device_name`` says ``cuda:0``), so the
 accelerator paths run: deferred input checks, dropout masks made on the device, foreach.
-Counted: reads back to the host (``backend._host_copy``, under every read) and arrays made
+Counted: reads back to the host (``backend.arrays._host_copy``, under every read) and arrays made
 from host data (``asarray`` of non-arrays, ``full``), each a synchronization on a GPU."""
 
 import numpy as np
@@ -52,10 +52,11 @@ def test_a_training_step_does_not_synchronize(name, monkeypatch):
 
         step()  # first step: optimizer state and caches are made
         monkeypatch.setattr(B, "device_name", lambda d: "cuda:0")
+        monkeypatch.setattr(B.select, "device_name", lambda d: "cuda:0")
         events = []
         xp = B.get_backend("numpy").xp
         real_copy, real_asarray, real_full = B._host_copy, xp.asarray, xp.full
-        monkeypatch.setattr(B, "_host_copy", lambda a: events.append("read") or real_copy(a))
+        monkeypatch.setattr(B.arrays, "_host_copy", lambda a: events.append("read") or real_copy(a))
         # on NumPy host data and device arrays look alike: every asarray counts (the step needs none)
         monkeypatch.setattr(xp, "asarray", lambda a, *args, **kw: events.append(f"asarray of {type(a).__name__}")
                             or real_asarray(a, *args, **kw))
