@@ -1,6 +1,6 @@
 """The declared floors of pyproject.toml as a pip constraints file, for ci/floors.sh.
 
-    python ci/floors.py [--extras test,plot,strict] > floors.txt   # name==floor, one a line
+    python ci/floors.py [--extras test,plot,strict,mpi] > floors.txt   # name==floor, one a line
     python ci/floors.py --python                                   # "3.10", from requires-python
 
 Every requirement of ``project.dependencies`` and of the named extras must carry a ``>=``
@@ -64,7 +64,7 @@ def constraints(pyproject: dict, extras: list[str]) -> list[str]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--extras", default="test,plot,strict", help="comma-separated extras (default: %(default)s)")
+    ap.add_argument("--extras", default="test,plot,strict,mpi", help="comma-separated extras (default: %(default)s)")
     ap.add_argument("--python", action="store_true", help="print the oldest Python of requires-python")
     args = ap.parse_args(argv)
     data = tomllib.loads(PYPROJECT.read_text(encoding="utf-8"))

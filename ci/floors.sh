@@ -4,7 +4,7 @@
 # 1. vermin reads the source (xpnet, tests, examples, backends, ci) and fails on anything newer
 #    than the oldest Python that requires-python claims.
 # 2. A fresh venv, on that oldest Python where this machine has it (pyenv), gets the package
-#    with every runtime dependency and the test/plot/strict extras at exactly its declared floor
+#    with every runtime dependency and the test/plot/strict/mpi extras at exactly its declared floor
 #    (ci/floors.py turns pyproject.toml into a pip constraints file).
 # 3. The core tests run there on numpy and array_api_strict.  A floor that is too low fails
 #    the install (a resolver conflict) or a test, and so this step.
@@ -18,7 +18,7 @@ t0=$SECONDS
 
 host_py=$(command -v python3 || command -v python)
 pyv=$("$host_py" ci/floors.py --python)
-"$host_py" ci/floors.py --extras test,plot,strict > /dev/null  # fail here, with its message, on a requirement without a floor
+"$host_py" ci/floors.py --extras test,plot,strict,mpi > /dev/null  # fail here, with its message, on a requirement without a floor
 
 # The interpreter: Python $pyv itself where pyenv (or PATH) has it, else the host's.
 py=
@@ -35,11 +35,11 @@ fi
 
 rm -rf "$work"
 mkdir -p "$work"
-"$host_py" ci/floors.py --extras test,plot,strict > "$work/floors.txt"
+"$host_py" ci/floors.py --extras test,plot,strict,mpi > "$work/floors.txt"
 "$py" -m venv "$work/venv"
 pip="$work/venv/bin/pip"
 echo "floors: $("$work/venv/bin/python" --version) with $(paste -sd' ' "$work/floors.txt")"
-if ! "$pip" install -q --constraint "$work/floors.txt" ".[test,plot,strict]" "vermin==1.9.2" > "$work/pip.log" 2>&1; then
+if ! "$pip" install -q --constraint "$work/floors.txt" ".[test,plot,strict,mpi]" "vermin==1.9.2" > "$work/pip.log" 2>&1; then
   grep -v "is ignored: it is neither" "$work/pip.log" || true
   echo "floors: pip cannot install the declared floors together (above): raise the floor it names"
   exit 1
@@ -67,11 +67,13 @@ t_install=$((SECONDS - t0))
 
 # The core: backend, autograd, layers, losses, optimizers, checkpoints (safetensors, ml-dtypes),
 # the Trainer and its tqdm bar, the sync-free step (array-api-compat's clip), padding and
-# scatter (array-api-extra), data, plots (matplotlib).
-XPNET_TEST_BACKENDS=numpy,array_api_strict "$work/venv/bin/python" -m pytest -p no:cacheprovider --disable-warnings --maxfail=10 \
+# scatter (array-api-extra), data, plots (matplotlib), the thread cap (threadpoolctl), and
+# 2-rank MPI jobs (mpi4py, mpich; the venv's mpiexec comes first on PATH).
+PATH="$work/venv/bin:$PATH" XPNET_TEST_BACKENDS=numpy,array_api_strict "$work/venv/bin/python" -m pytest -p no:cacheprovider --disable-warnings --maxfail=10 \
   tests/test_backend.py tests/test_autograd.py tests/test_module.py tests/test_losses.py \
   tests/test_optim.py tests/test_foreach.py tests/test_checkpoint.py tests/test_train.py \
   tests/test_progress.py tests/test_sync_free.py tests/test_conv_pool.py tests/test_rnn.py \
-  tests/test_dropout_embedding.py tests/test_normalization.py tests/test_data.py tests/test_plot.py \
+  tests/test_dropout_embedding.py tests/test_normalization.py tests/test_data.py tests/test_plot.py tests/test_distributed.py \
+  tests/test_cli.py::test_threads_are_capped_unless_the_user_set_them \
   || { echo "floors: the core tests fail with the declared floors ($work/floors.txt): raise the floor that breaks them"; exit 1; }
 echo "floors: ok in $((SECONDS - t0)) s (venv and install $t_install s)"
