@@ -300,7 +300,8 @@ def test_cli_train_compile_gives_the_eager_result(tmp_path):
     for flag in ([], ["--compile"]):
         out = tmp_path / ("compiled" if flag else "eager")
         assert cli.main(["train", "--epochs", "1", "--verbose", "0", "--out", str(out)] + flag) == 0
-        results.append(json.loads((out / "result.json").read_text())["test"])
+        saved = json.loads((out / "result.json").read_text())
+        results.append((saved["test_last"], saved["history"]))
     assert results[0] == results[1]
 
 
