@@ -17,6 +17,7 @@ import builtins
 import math
 
 from .. import backend as B
+from .names import axis_names
 from .tensor import Function, Tensor, _raw
 
 __all__ = [
@@ -449,29 +450,35 @@ class LogSumExp(Function):
         return _keep(g, self.axis, self.keepdims, shape) * exp(x - yk),
 
 
+@axis_names
 def sum(x, axis=None, keepdims: bool = False):
     return Sum(axis, keepdims)(x)
 
 
+@axis_names
 def mean(x, axis=None, keepdims: bool = False):
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
     return Sum(axis, keepdims)(x) * (1.0 / n)
 
 
+@axis_names
 def max(x, axis=None, keepdims: bool = False):
     return Max(axis, keepdims, True)(x)
 
 
+@axis_names
 def min(x, axis=None, keepdims: bool = False):
     return Max(axis, keepdims, False)(x)
 
 
+@axis_names
 def logsumexp(x, axis=None, keepdims: bool = False):
     """log(sum(exp(x))) without overflow."""
     return LogSumExp(axis, keepdims)(x)
 
 
+@axis_names
 def var(x, axis=None, correction: float = 1, keepdims: bool = False):
     """Variance; ``correction=1`` (the default, as PyTorch) divides by n - 1."""
     shape = _shape(_raw(x))
@@ -480,6 +487,7 @@ def var(x, axis=None, correction: float = 1, keepdims: bool = False):
     return sum(d * d, axis, keepdims) * (1.0 / builtins.max(n - correction, 0))
 
 
+@axis_names
 def std(x, axis=None, correction: float = 1, keepdims: bool = False):
     return sqrt(var(x, axis, correction, keepdims))
 
@@ -578,6 +586,7 @@ def transpose(x, dim0: int, dim1: int):
     return permute(x, tuple(axes))
 
 
+@axis_names
 def unsqueeze(x, axis: int):
     shape = _shape(_raw(x))
     axis = axis % (len(shape) + 1)
@@ -587,6 +596,7 @@ def unsqueeze(x, axis: int):
 expand_dims = unsqueeze
 
 
+@axis_names
 def squeeze(x, axis=None):
     shape = _shape(_raw(x))
     axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else _norm_axes(axis, len(shape))
@@ -614,6 +624,7 @@ class Concat(Function):
         return tuple(out)
 
 
+@axis_names
 def concat(xs, axis: int = 0):
     """Join tensors along an existing axis."""
     return Concat(axis)(*xs)
@@ -622,6 +633,7 @@ def concat(xs, axis: int = 0):
 cat = concat
 
 
+@axis_names
 def stack(xs, axis: int = 0):
     """Join tensors along a new axis."""
     return concat([unsqueeze(x, axis) for x in xs], axis)
@@ -727,6 +739,7 @@ def _index_array(x, indices):
     return idx
 
 
+@axis_names
 def take(x, indices, axis: int = 0):
     """Slices of ``x`` at integer ``indices`` (1-D, each in ``[0, n)``) along ``axis``."""
     idx = _index_array(x, indices)
@@ -735,6 +748,7 @@ def take(x, indices, axis: int = 0):
     return Take(idx, axis)(x)
 
 
+@axis_names
 def take_along_axis(x, indices, axis: int = -1):
     """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis`` (PyTorch's ``gather``)."""
     xp = _xp(x)
@@ -752,7 +766,11 @@ def take_along_axis(x, indices, axis: int = -1):
     return reshape(take(reshape(x, (-1,)), xp.reshape(flat, (-1,)), 0), tuple(idx.shape))
 
 
-gather = take_along_axis
+@axis_names
+def gather(input, dim: int, index):
+    """PyTorch's ``gather(input, dim, index)``: ``out[..., i, ...] = input[..., index[..., i, ...], ...]``
+    along ``dim`` (:func:`take_along_axis` with the Array API's argument order)."""
+    return take_along_axis(input, index, dim)
 
 
 # ------------------------------------------------------- non-differentiable
@@ -770,10 +788,12 @@ less, less_equal, greater, greater_equal, equal, not_equal = (
     _compare(n) for n in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal"))
 
 
+@axis_names
 def argmax(x, axis=None, keepdims: bool = False):
     return Tensor(_xp(x).argmax(_raw(x), axis=axis, keepdims=keepdims))
 
 
+@axis_names
 def argmin(x, axis=None, keepdims: bool = False):
     return Tensor(_xp(x).argmin(_raw(x), axis=axis, keepdims=keepdims))
 

@@ -14,6 +14,7 @@ import math
 import weakref
 
 from .. import backend as B
+from .names import axis_names
 
 _state = {"grad_enabled": True}
 
@@ -283,14 +284,25 @@ class Tensor:
     def __ne__(self, o): return F.not_equal(self, o)
     __hash__ = object.__hash__
 
-    # -- methods, PyTorch names
+    # -- methods, PyTorch names (``dim``/``keepdim`` and ``axis``/``keepdims`` alike: see .names)
+    @axis_names
     def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
+    @axis_names
     def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
+    @axis_names
     def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
+    @axis_names
     def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
+    @axis_names
     def var(self, axis=None, correction=1, keepdims=False): return F.var(self, axis, correction, keepdims)
+    @axis_names
+    def std(self, axis=None, correction=1, keepdims=False): return F.std(self, axis, correction, keepdims)
+    @axis_names
     def logsumexp(self, axis=None, keepdims=False): return F.logsumexp(self, axis, keepdims)
+    @axis_names
     def argmax(self, axis=None, keepdims=False): return F.argmax(self, axis, keepdims)
+    @axis_names
+    def argmin(self, axis=None, keepdims=False): return F.argmin(self, axis, keepdims)
     def exp(self): return F.exp(self)
     def log(self): return F.log(self)
     def sqrt(self): return F.sqrt(self)
@@ -309,7 +321,9 @@ class Tensor:
     def T(self): return F.permute(self, tuple(range(self.ndim - 1, -1, -1)))
     @property
     def mT(self): return F.transpose(self, -2, -1)
+    @axis_names
     def squeeze(self, axis=None): return F.squeeze(self, axis)
+    @axis_names
     def unsqueeze(self, axis): return F.unsqueeze(self, axis)
     def expand(self, *shape): return F.broadcast_to(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
     def broadcast_to(self, shape): return F.broadcast_to(self, shape)

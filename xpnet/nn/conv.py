@@ -67,8 +67,8 @@ class _ConvNd(Module):
 
 
 class _Conv(_ConvNd):
-    def forward(self, x):
-        return _conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+    def forward(self, input):
+        return _conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                      self.nd, LayerName(self))
 
 
@@ -83,8 +83,8 @@ class _ConvTranspose(_ConvNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, dtype, backend, output_padding)
 
-    def forward(self, x):
-        return _conv_transpose(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+    def forward(self, input):
+        return _conv_transpose(input, self.weight, self.bias, self.stride, self.padding, self.output_padding,
                                self.groups, self.dilation, self.nd, LayerName(self))
 
 

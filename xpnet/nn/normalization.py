@@ -60,8 +60,8 @@ class _BatchNorm(Module):
     def _name(self):
         return f"{type(self).__name__}({self.extra_repr()})"
 
-    def forward(self, x):
-        shape = tuple(x.shape)
+    def forward(self, input):
+        shape = tuple(input.shape)
         if len(shape) not in self.ranks:
             raise ValueError(f"{self._name()}: input must have {' or '.join(map(str, self.ranks))} dimensions: "
                              f"{self.layout}, got shape {shape}")
@@ -78,7 +78,7 @@ class _BatchNorm(Module):
                     momentum = 1.0 / xp.astype(nbt.data, self.running_mean.dtype)
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
+        return batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
                           self.weight, self.bias, use_batch, momentum if momentum is not None else 0.0, self.eps)
 
     def extra_repr(self):
@@ -125,11 +125,11 @@ class LayerNorm(Module):
         if self.bias is not None:
             init.zeros_(self.bias)
 
-    def forward(self, x):
-        ns, shape = self.normalized_shape, tuple(x.shape)
+    def forward(self, input):
+        ns, shape = self.normalized_shape, tuple(input.shape)
         if len(shape) < len(ns) or shape[len(shape) - len(ns):] != ns:
             raise ValueError(f"LayerNorm({ns}): input of shape {shape} must end with the normalized shape {ns}")
-        return layer_norm(x, ns, self.weight, self.bias, self.eps)
+        return layer_norm(input, ns, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -152,12 +152,12 @@ class GroupNorm(Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
 
-    def forward(self, x):
-        shape = tuple(x.shape)
+    def forward(self, input):
+        shape = tuple(input.shape)
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}): input of shape {shape} must be "
                              f"(N, {self.num_channels}, ...)")
-        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

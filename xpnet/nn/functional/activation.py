@@ -14,6 +14,7 @@ import warnings
 
 from ...autograd.functions import _norm_axes, _shape, astype, exp, leaky_relu, relu, sigmoid, sum, tanh
 from ... import backend as B
+from ...autograd.names import axis_names
 from ...autograd.tensor import Function, Tensor, _raw
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "gelu", "silu",
@@ -93,6 +94,7 @@ def _prepare_softmax(name, x, dim, dtype):
     return x, _norm_axes(dim, ndim)[0]
 
 
+@axis_names
 def softmax(input, dim=-1, dtype=None):
     """exp(x) / sum(exp(x)) along ``dim``, computed without overflow.
 
@@ -104,6 +106,7 @@ def softmax(input, dim=-1, dtype=None):
     return Softmax(dim)(x)
 
 
+@axis_names
 def log_softmax(input, dim=-1, dtype=None):
     """log(softmax(x)) along ``dim``, as x - logsumexp(x) (stable for any |x|)."""
     x, dim = _prepare_softmax("log_softmax", input, dim, dtype)
