@@ -81,3 +81,108 @@ def test_module_forward_by_keyword(bk):
     model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
     x = xn.tensor([[1.0, 2.0]])
     np.testing.assert_array_equal(to_np(model(input=x)), to_np(model(x)))
+
+
+# ------------------------------------------------------------------ (b) creation functions and dtypes
+
+def test_creation_shapes_dtypes_and_values(bk):
+    assert xn.zeros(2, 3).shape == xn.zeros((2, 3)).shape == xn.ones([2, 3]).shape == (2, 3)
+    assert xn.float32 == xn.zeros(2).dtype and xn.float64 == xn.ones(2, dtype=xn.float64).dtype
+    assert xn.int32 == xn.zeros(2, dtype="int32").dtype and xn.float64 == xn.empty(1, dtype=xn.double).dtype
+    assert xn.bool == xn.full((2,), True).dtype and xn.int64 == xn.full((2,), 3).dtype
+    assert xn.float32 == xn.full((2,), 0.5).dtype and xn.float64 == xn.full((2,), 1, dtype=xn.float64).dtype
+    np.testing.assert_array_equal(to_np(xn.full((2, 2), 7.0)), np.full((2, 2), 7.0))
+    a = xn.arange(5)
+    assert xn.int64 == a.dtype
+    np.testing.assert_array_equal(to_np(a), np.arange(5))
+    np.testing.assert_allclose(to_np(xn.arange(1, 2, 0.25)), [1, 1.25, 1.5, 1.75])
+    assert xn.float32 == xn.arange(1, 2, 0.25).dtype
+    np.testing.assert_allclose(to_np(xn.linspace(0, 1, 5)), np.linspace(0, 1, 5), rtol=1e-7)
+    np.testing.assert_array_equal(to_np(xn.eye(2, 3)), np.eye(2, 3))
+    assert xn.eye(3, dtype=xn.float64).shape == (3, 3)
+    x = xn.ones(2, 3, dtype=xn.float64)
+    for f in (xn.zeros_like, xn.ones_like, xn.empty_like, xn.rand_like, xn.randn_like):
+        y = f(x)
+        assert y.shape == (2, 3) and xn.float64 == y.dtype and y.backend is x.backend
+    np.testing.assert_array_equal(to_np(xn.full_like(x, 2.0)), np.full((2, 3), 2.0))
+    assert xn.float32 == xn.zeros_like(x, dtype=xn.float32).dtype
+    r = xn.randint_like(xn.zeros(4, dtype=xn.int64), 3)
+    assert xn.int64 == r.dtype and set(to_np(r).tolist()) <= {0, 1, 2}
+
+
+def test_requires_grad_keyword(bk):
+    w = xn.randn(3, requires_grad=True)
+    assert w.requires_grad and w.is_leaf
+    (w * w).sum().backward()
+    np.testing.assert_allclose(to_np(w.grad), 2 * to_np(w), rtol=1e-6)
+    assert xn.zeros(2, requires_grad=True).requires_grad
+    with pytest.raises(TypeError, match="floating-point"):
+        xn.zeros(2, dtype=xn.int64, requires_grad=True)
+
+
+def test_random_creation_is_the_same_on_every_backend(bk):
+    xn.manual_seed(123)
+    got = [to_np(xn.rand(2, 3)), to_np(xn.randn(4, dtype=xn.float64)), to_np(xn.randint(10, (5,))),
+           to_np(xn.randint(3, 7, size=(2, 2)))]
+    with xn.using("numpy"):
+        xn.manual_seed(123)
+        want = [to_np(xn.rand(2, 3)), to_np(xn.randn(4, dtype=xn.float64)), to_np(xn.randint(10, (5,))),
+                to_np(xn.randint(3, 7, size=(2, 2)))]
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+    rng = np.random.default_rng(123)  # the seeded generator is NumPy's PCG64 on the host
+    np.testing.assert_allclose(want[0], rng.uniform(size=(2, 3)).astype(np.float32))
+    assert want[2].dtype == np.int64 and ((want[3] >= 3) & (want[3] < 7)).all()
+    g = xn.Generator(5)
+    np.testing.assert_array_equal(to_np(xn.randn(3, generator=g)), to_np(xn.randn(3, generator=xn.Generator(5))))
+
+
+def test_bad_creation_arguments(bk):
+    with pytest.raises(TypeError, match="size must be integers"):
+        xn.zeros(2.5, 3)
+    with pytest.raises(ValueError, match="negative dimension"):
+        xn.ones(-1)
+    with pytest.raises(ValueError, match="low < high"):
+        xn.randint(5, 5, (2,))
+    with pytest.raises(TypeError, match="randint"):
+        xn.randint(5)
+    with pytest.raises(TypeError, match="numpy.ndarray"):
+        xn.from_numpy([1, 2])
+    with pytest.raises(TypeError, match="unknown dtype"):
+        xn.zeros(2, dtype="float33")
+
+
+def test_device_keyword(bk):
+    from xpnet import backend as B
+    t = xn.zeros(2, device="cpu")
+    if B.device_name(bk.device) == "cpu":
+        assert t.backend is bk
+        assert xn.tensor([1.0], device="cpu").backend is bk
+    if bk.name in ("numpy", "array_api_strict") and not B.cuda_available():
+        with pytest.raises(xn.BackendUnavailable):
+            xn.zeros(2, device="cuda")
+
+
+def test_from_numpy_and_as_tensor(bk):
+    a = np.arange(3.0)
+    t = xn.from_numpy(a)
+    assert xn.float64 == t.dtype and t.backend is bk
+    np.testing.assert_array_equal(to_np(t), a)
+    if bk.name == "numpy":  # shares memory, as torch.from_numpy
+        a[0] = 9.0
+        assert to_np(t)[0] == 9.0
+    assert xn.as_tensor(t) is t
+    u = xn.as_tensor([1, 2], dtype=xn.float32)
+    assert xn.float32 == u.dtype and to_np(u).tolist() == [1.0, 2.0]
+
+
+def test_dtype_objects(bk):
+    assert repr(xn.float32) == "xpnet.float32" and xn.float32 == "float32"
+    assert xn.half is xn.float16 and xn.double is xn.float64 and xn.long is xn.int64
+    assert xn.float32.is_floating_point and not xn.int64.is_floating_point
+    assert xn.bfloat16.itemsize == 2 and xn.float64.itemsize == 8
+    x = xn.tensor([1, 2])
+    assert xn.astype(x, xn.float64).dtype == bk.xp.float64
+    m = nn.Linear(2, 2).to(xn.float64)
+    assert xn.float64 == m.weight.dtype
+    assert xn.float32 != xn.float64 and xn.float32 != xn.zeros(1, dtype=xn.float64).dtype

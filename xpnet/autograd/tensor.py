@@ -332,17 +332,22 @@ class Tensor:
     def double(self): return F.astype(self, "float64")
 
 
-def tensor(data, dtype=None, requires_grad: bool = False, backend=None) -> Tensor:
+def tensor(data, dtype=None, requires_grad: bool = False, backend=None, device=None) -> Tensor:
     """A new leaf tensor on the current backend (or ``backend``).
 
     ``data`` may be a Python scalar, a (nested) list, a tensor, or an array
     of any supported library (moved there by DLPack or through the host).
     Python floats become float32 and Python ints int64, as in PyTorch;
     ``dtype`` (a name such as ``"float64"`` or a dtype) overrides that.
+    ``device`` (``"cpu"``, ``"cuda"``, ...) places it as ``Tensor.to(device)`` would.
     Wrap an array without moving it with ``Tensor(array)``.
     """
     if isinstance(data, Tensor):
         data = data.data
+    if device is not None:
+        b = B.current_backend() if backend is None else (
+            backend if isinstance(backend, B.Backend) else B.get_backend(backend))
+        backend = B.on_device(b, device)
     return Tensor(B.as_array(data, dtype, backend), requires_grad=requires_grad)
 
 

@@ -24,7 +24,7 @@ from . import arrays, checks, dtypes, memory, ops, precision, random, select, sp
 from .arrays import (_host_copy, _pending_checks, as_array, backend_of, flush_checks,  # noqa: F401
                      namespace_of, on_host, to_numpy, transfer)
 from .checks import check_indices, index_bounds, require  # noqa: F401
-from .dtypes import dtype_name, isdtype, numpy_dtype, resolve_dtype  # noqa: F401
+from .dtypes import DTYPE_ALIASES, DTYPES, DType, dtype_name, isdtype, numpy_dtype, resolve_dtype  # noqa: F401
 from .memory import OutOfMemoryError, is_out_of_memory  # noqa: F401
 from .ops import (add_slices, add_slices_portable, assign, clip, clip_portable, index_zeros_set,  # noqa: F401
                   pad, scatter_add, scatter_add_portable, sign, sign_portable)
@@ -33,5 +33,5 @@ from .precision import (MATMUL_PRECISIONS, _precision_applied, _set_cupy_precisi
 from .random import Generator, default_generator, manual_seed, random_bits, random_bits_portable  # noqa: F401
 from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends,  # noqa: F401
                      cuda_available, current_backend, describe, device_name, get_backend,
-                     matmul_precision_note, use, using)
+                     matmul_precision_note, on_device, use, using)
 from .special import erf, erf_portable  # noqa: F401

@@ -7,6 +7,50 @@ import numpy as np
 from .select import name_of_namespace
 
 
+class DType(str):
+    """A dtype named as in PyTorch (``xpnet.float32``, ...), accepted wherever a dtype is.
+
+    It is the name itself (a ``str``), so every function that takes a dtype name takes it;
+    it compares equal to the dtype of that name of any library (``x.dtype == xpnet.float32``
+    on NumPy, PyTorch, JAX and CuPy arrays; array-api-strict's dtypes refuse to compare with
+    anything foreign, so there write ``xpnet.float32 == x.dtype``).
+    """
+
+    __slots__ = ()
+
+    def __repr__(self):
+        return f"xpnet.{str.__str__(self)}"
+
+    def __eq__(self, other):
+        if isinstance(other, str):
+            return str.__eq__(self, other)
+        try:
+            return dtype_name(other) == str.__str__(self)
+        except (TypeError, ValueError):
+            return NotImplemented
+
+    def __ne__(self, other):
+        eq = self.__eq__(other)
+        return eq if eq is NotImplemented else not eq
+
+    __hash__ = str.__hash__
+
+    @property
+    def is_floating_point(self) -> bool:
+        return self.startswith(("float", "bfloat"))
+
+    @property
+    def itemsize(self) -> int:
+        return 2 if self == "bfloat16" else np.dtype(str.__str__(self)).itemsize
+
+
+#: PyTorch's dtype names (and the aliases it has: float, double, half, long, int)
+DTYPES = {n: DType(n) for n in ("float16", "bfloat16", "float32", "float64", "int8", "int16", "int32",
+                                "int64", "uint8", "bool", "complex64", "complex128")}
+DTYPE_ALIASES = {"half": "float16", "float": "float32", "double": "float64", "short": "int16",
+                 "int": "int32", "long": "int64", "cfloat": "complex64", "cdouble": "complex128"}
+
+
 def resolve_dtype(xp, dtype):
     """``dtype`` given as a name (``"float32"``) or a dtype of any library, as ``xp``'s dtype."""
     name = dtype if isinstance(dtype, str) else dtype_name(dtype)
