@@ -186,3 +186,113 @@ def test_dtype_objects(bk):
     m = nn.Linear(2, 2).to(xn.float64)
     assert xn.float64 == m.weight.dtype
     assert xn.float32 != xn.float64 and xn.float32 != xn.zeros(1, dtype=xn.float64).dtype
+
+
+# ------------------------------------------------------------------ (c) Tensor methods
+
+def test_tensor_methods_match_pytorch(bk):
+    torch = pytest.importorskip("torch")
+    a = np.random.default_rng(1).normal(size=(2, 3, 4))
+    x, t = xn.tensor(a, dtype=xn.float64), torch.tensor(a)
+    pairs = [
+        (x.clone(), t.clone()), (x.norm(), t.norm()), (x.norm(dim=1), t.norm(dim=1)),
+        (x.norm(p=1, dim=2, keepdim=True), t.norm(p=1, dim=2, keepdim=True)),
+        (x.norm(p=float("inf"), dim=0), t.norm(p=float("inf"), dim=0)), (x.norm(p=3, dim=1), t.norm(p=3, dim=1)),
+        (x.norm(p=0), t.norm(p=0)),
+        (x.std(), t.std()), (x.std(dim=1, keepdim=True), t.std(dim=1, keepdim=True)), (x.var(dim=2), t.var(dim=2)),
+        (x.softmax(dim=1), t.softmax(dim=1)), (x.log_softmax(-1), t.log_softmax(-1)),
+        (x.view(6, 4), t.view(6, 4)), (x.view(-1), t.view(-1)), (x.flatten(1), t.flatten(1)),
+        (x.flatten(0, 1), t.flatten(0, 1)), (x.permute(2, 0, 1), t.permute(2, 0, 1)),
+        (x.permute((1, 0, 2)), t.permute((1, 0, 2))), (x.mT, t.mT), (x[0].T, t[0].T), (x[0].t(), t[0].t()),
+        (x.view_as(xn.zeros(4, 3, 1, 2)), t.view(4, 3, 1, 2)),
+    ]
+    pairs += list(zip(x.chunk(2, dim=2), t.chunk(2, dim=2))) + list(zip(x.chunk(3, 1), t.chunk(3, 1)))
+    pairs += list(zip(x.split(3, dim=2), t.split(3, dim=2))) + list(zip(x.split([1, 2], 1), t.split([1, 2], 1)))
+    assert len(x.chunk(3, 2)) == len(t.chunk(3, 2)) == 2
+    for ours, theirs in pairs:
+        assert ours.shape == tuple(theirs.shape)
+        np.testing.assert_allclose(to_np(ours), theirs.numpy(), rtol=1e-12, atol=1e-12)
+    assert x.numel() == t.numel() == 24 and x.dim() == t.dim() == 3
+    assert x.tolist() == t.tolist()
+
+
+def test_tensor_dtype_methods(bk):
+    x = xn.tensor([[1.5, -2.0]], requires_grad=True)
+    assert xn.float64 == x.double().dtype and x.double().requires_grad
+    assert xn.float32 == x.double().float().dtype
+    assert xn.int64 == x.long().dtype and not x.long().requires_grad
+    assert xn.int32 == x.int().dtype and xn.bool == x.bool().dtype
+    np.testing.assert_array_equal(to_np(x.long()), [[1, -2]])
+    if bk.name != "array_api_strict" or hasattr(bk.xp, "float16"):
+        assert xn.float16 == x.half().dtype
+    assert xn.float64 == x.to(xn.float64).dtype == x.to("float64").dtype == x.to(dtype=xn.double).dtype
+    assert x.to(xn.float32) is x and x.to(x) is x
+    assert xn.float64 == x.to(xn.zeros(1, dtype=xn.float64)).dtype
+    assert x.is_floating_point() and not x.long().is_floating_point()
+
+
+def test_to_cpu_cuda(bk):
+    from xpnet import backend as B
+    x = xn.tensor([1.0, 2.0])
+    if B.device_name(bk.device) == "cpu":
+        assert x.to("cpu") is x and x.cpu() is x and not x.is_cuda
+        y = x.to("cpu", xn.float64)
+        assert xn.float64 == y.dtype and y.backend is bk
+    if not B.cuda_available() and bk.name in ("numpy", "array_api_strict"):
+        with pytest.raises(xn.BackendUnavailable):
+            x.cuda()
+    if bk.name != "torch" and "torch" in B.available_backends() and B.available_backends()["torch"] is None:
+        y = x.to("torch")
+        assert y.backend.name == "torch"
+        np.testing.assert_array_equal(to_np(y), [1.0, 2.0])
+
+
+def test_requires_grad_and_detach_in_place(bk):
+    x = xn.tensor([1.0, 2.0])
+    assert x.requires_grad_() is x and x.requires_grad
+    y = x * 3
+    assert y.detach_() is y and not y.requires_grad and y.is_leaf
+    z = (x.clone() * 2).sum()
+    z.backward()
+    np.testing.assert_array_equal(to_np(x.grad), [2.0, 2.0])  # clone passes the gradient
+
+
+def test_new_methods_gradcheck(bk):
+    a = np.random.default_rng(2).normal(size=(3, 4))
+    x = xn.tensor(a, dtype=xn.float64, requires_grad=True)
+    for f in (lambda t: t.clone(), lambda t: t.norm(), lambda t: t.norm(p=1, dim=1), lambda t: t.norm(p=3, dim=0),
+              lambda t: t.norm(p=float("inf"), dim=1), lambda t: t.std(dim=0),
+              lambda t: t.chunk(2, dim=1)[1], lambda t: t.split([1, 2], 0)[1] * 2):
+        xn.gradcheck(f, x)  # raises GradcheckError on a mismatch
+
+
+def test_pytorch_only_names_say_what_to_write(bk):
+    x = xn.tensor([[1.0, 2.0]])
+    assert x.size == 2 and isinstance(x.size, int)
+    with pytest.raises(TypeError, match=r"x\.shape for the shape"):
+        x.size()
+    with pytest.raises(AttributeError, match=r"x\.numel\(\)"):
+        x.nelement()
+    with pytest.raises(AttributeError, match="in place"):
+        x.add_(1.0)
+    with pytest.raises(AttributeError, match=r"xpnet\.take"):
+        x.index_select(0, [0])
+    with pytest.raises(AttributeError, match="^'Tensor' object has no attribute 'frobnicate'$"):
+        x.frobnicate
+    assert not hasattr(x, "frobnicate")
+
+
+def test_module_device_and_dtype_methods(bk):
+    from xpnet import backend as B
+    m = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    assert m.double() is m and xn.float64 == m[0].weight.dtype
+    assert xn.float32 == m.float()[0].weight.dtype
+    if bk.name != "array_api_strict" or hasattr(bk.xp, "float16"):
+        assert xn.float16 == m.half()[0].weight.dtype
+        m.float()
+    assert xn.float64 == m.to(xn.float64)[1].running_mean.dtype
+    if B.device_name(bk.device) == "cpu":
+        assert m.cpu() is m and m[0].weight.backend is bk
+    if not B.cuda_available() and bk.name in ("numpy", "array_api_strict"):
+        with pytest.raises(xn.BackendUnavailable):
+            m.cuda()

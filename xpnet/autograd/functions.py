@@ -27,7 +27,7 @@ __all__ = [
     "reshape", "flatten", "permute", "transpose", "unsqueeze", "expand_dims", "squeeze",
     "broadcast_to", "sum_to", "concat", "cat", "stack", "pad", "getitem", "take",
     "take_along_axis", "gather", "less", "less_equal", "greater", "greater_equal", "equal",
-    "not_equal", "argmax", "argmin", "astype",
+    "not_equal", "argmax", "argmin", "astype", "clone", "norm", "chunk", "split",
 ]
 
 # ------------------------------------------------------------------ helpers
@@ -492,6 +492,31 @@ def std(x, axis=None, correction: float = 1, keepdims: bool = False):
     return sqrt(var(x, axis, correction, keepdims))
 
 
+@axis_names
+def norm(input, p="fro", dim=None, keepdim: bool = False):
+    """The ``p``-norm over ``dim`` (all elements when None), as ``torch.norm``: ``p`` is 2 or
+    ``"fro"`` (sqrt of the sum of squares), 1, ``inf``/``-inf`` (max/min of ``|x|``), 0 (the
+    number of nonzeros, not differentiable) or any other number (``sum(|x|**p) ** (1/p)``).
+    Vector norms only: a matrix norm over two axes other than ``"fro"`` raises ValueError."""
+    if p in ("fro", 2, 2.0):
+        return sqrt(sum(input * input, dim, keepdim))
+    if isinstance(p, str):
+        raise ValueError(f"norm: p={p!r} is not supported: expected 'fro' or a number")
+    if dim is not None and isinstance(dim, (tuple, list)) and len(dim) > 1:
+        raise ValueError(f"norm: p={p} over the axes {tuple(dim)} is a matrix norm, which xpnet lacks: "
+                         "expected p=2/'fro', or one axis")
+    a = abs(input)
+    if p == math.inf:
+        return max(a, dim, keepdim)
+    if p == -math.inf:
+        return min(a, dim, keepdim)
+    if p == 0:
+        return sum(astype(not_equal(a, 0.0), _raw(input).dtype), dim, keepdim)
+    if p == 1:
+        return sum(a, dim, keepdim)
+    return pow(sum(pow(a, float(p)), dim, keepdim), 1.0 / p)
+
+
 # ---------------------------------------------------------------- linear algebra
 
 class Matmul(Function):
@@ -604,6 +629,39 @@ def squeeze(x, axis=None):
         if shape[a] != 1:
             raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {shape})")
     return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+@axis_names
+def split(input, split_size_or_sections, dim: int = 0) -> tuple:
+    """``input`` cut along ``dim`` into pieces of ``split_size_or_sections`` (an int: equal pieces,
+    the last smaller) or of the sizes in a list (which must add up to the axis' length), as
+    ``torch.split``; each piece is a differentiable slice."""
+    shape = _shape(_raw(input))
+    axis = _norm_axes(dim, len(shape))[0]
+    n = shape[axis]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+        sizes = [builtins.min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)] or [0]
+    else:
+        sizes = [int(k) for k in split_size_or_sections]
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} add up to {builtins.sum(sizes)}, but axis {dim} has length {n}")
+    out, start = [], 0
+    for k in sizes:
+        out.append(getitem(input, (slice(None),) * axis + (slice(start, start + k), Ellipsis)))
+        start += k
+    return tuple(out)
+
+
+@axis_names
+def chunk(input, chunks: int, dim: int = 0) -> tuple:
+    """``input`` cut along ``dim`` into ``chunks`` pieces of ``ceil(n / chunks)`` (fewer pieces when
+    that divides evenly earlier), as ``torch.chunk``."""
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    n = _shape(_raw(input))[_norm_axes(dim, len(_shape(_raw(input))))[0]]
+    return split(input, builtins.max(-(-n // chunks), 1), dim)
 
 
 class Concat(Function):
@@ -798,6 +856,19 @@ def argmin(x, axis=None, keepdims: bool = False):
     return Tensor(_xp(x).argmin(_raw(x), axis=axis, keepdims=keepdims))
 
 
+class Clone(Function):
+    def forward(self, xp, x):
+        return xp.asarray(x, copy=True)
+
+    def backward(self, g, y, x):
+        return g,
+
+
+def clone(input):
+    """A copy of ``input`` in new memory; gradients flow through it (``torch.clone``)."""
+    return Clone()(input)
+
+
 class AsType(Function):
     def __init__(self, dtype):
         self.dtype = dtype
@@ -810,5 +881,8 @@ class AsType(Function):
 
 
 def astype(x, dtype):
-    """``x`` converted to ``dtype`` (a name or a dtype); gradients flow back in the old dtype."""
+    """``x`` converted to ``dtype`` (a name or a dtype); gradients flow back in the old dtype.
+    A conversion to an integer or boolean dtype is not differentiable: its result is a leaf."""
+    if isinstance(x, Tensor) and not B.dtype_name(dtype).startswith(("float", "bfloat", "complex")):
+        return Tensor(AsType(dtype)(x.data))
     return AsType(dtype)(x)

@@ -51,6 +51,20 @@ DTYPE_ALIASES = {"half": "float16", "float": "float32", "double": "float64", "sh
                  "int": "int32", "long": "int64", "cfloat": "complex64", "cdouble": "complex128"}
 
 
+def dtype_name_or_none(obj):
+    """The dtype name of ``obj`` when it names or is a dtype (``xpnet.float32``, ``"double"``,
+    ``torch.int64``, ``numpy.float32``), else None (a device, a backend name, ...)."""
+    if isinstance(obj, str):
+        name = DTYPE_ALIASES.get(obj, obj)
+        return name if name in DTYPES else None
+    if isinstance(obj, (int, float)) or obj is None:
+        return None
+    try:
+        return dtype_name(obj)
+    except (TypeError, ValueError):
+        return None
+
+
 def resolve_dtype(xp, dtype):
     """``dtype`` given as a name (``"float32"``) or a dtype of any library, as ``xp``'s dtype."""
     name = dtype if isinstance(dtype, str) else dtype_name(dtype)
