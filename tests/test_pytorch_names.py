@@ -296,3 +296,86 @@ def test_module_device_and_dtype_methods(bk):
     if not B.cuda_available() and bk.name in ("numpy", "array_api_strict"):
         with pytest.raises(xn.BackendUnavailable):
             m.cuda()
+
+
+# ------------------------------------------------------------------ (d) PyTorch's signatures
+
+def test_norm_layers_bias_false(bk):
+    torch = pytest.importorskip("torch")
+    for ours, theirs, shape in ((nn.BatchNorm1d(3, bias=False), torch.nn.BatchNorm1d(3, bias=False), (4, 3)),
+                                (nn.BatchNorm2d(3, bias=False), torch.nn.BatchNorm2d(3, bias=False), (2, 3, 2, 2)),
+                                (nn.GroupNorm(1, 3, bias=False), torch.nn.GroupNorm(1, 3, bias=False), (2, 3, 4))):
+        assert ours.bias is None and theirs.bias is None
+        assert list(ours.state_dict()) == list(theirs.state_dict())
+        assert [n for n, _ in ours.named_parameters()] == ["weight"]
+        a = np.random.default_rng(0).normal(size=shape)
+        ours.weight.data = bk.xp.asarray(np.full(3, 1.5, np.float32), device=bk.device)
+        with torch.no_grad():
+            theirs.weight.fill_(1.5)
+        np.testing.assert_allclose(to_np(ours(xn.tensor(a))), theirs(torch.tensor(a, dtype=torch.float32)).detach(),
+                                   rtol=1e-5, atol=1e-5)
+    assert nn.BatchNorm1d(3).bias is not None and nn.GroupNorm(1, 3).bias is not None
+
+
+def test_embedding_max_norm_and_scale_grad_by_freq(bk):
+    torch = pytest.importorskip("torch")
+    w = np.random.default_rng(3).normal(size=(5, 3)) * 2
+    idx = [[0, 2, 2], [4, 2, 0]]
+    for kw in ({"max_norm": 1.0}, {"max_norm": 1.5, "norm_type": 1.0}, {"scale_grad_by_freq": True},
+               {"max_norm": 2.0, "scale_grad_by_freq": True, "padding_idx": 4}):
+        ours = nn.Embedding(5, 3, dtype="float64", **kw)
+        ours.weight.data = bk.xp.asarray(w, device=bk.device)
+        theirs = torch.nn.Embedding(5, 3, dtype=torch.float64, **kw)
+        with torch.no_grad():
+            theirs.weight.copy_(torch.tensor(w))
+        y, ty = ours(xn.tensor(idx)), theirs(torch.tensor(idx))
+        np.testing.assert_allclose(to_np(y), ty.detach().numpy(), rtol=1e-12)
+        np.testing.assert_allclose(to_np(ours.weight), theirs.weight.detach().numpy(), rtol=1e-12)  # renormed
+        g = np.arange(18.0).reshape(2, 3, 3)
+        (y * xn.tensor(g, dtype=xn.float64)).sum().backward()
+        (ty * torch.tensor(g)).sum().backward()
+        np.testing.assert_allclose(to_np(ours.weight.grad), theirs.weight.grad.numpy(), rtol=1e-12)
+    x = xn.tensor(w, dtype=xn.float64)
+    y = F.embedding(xn.tensor([1, 3]), x, max_norm=0.5)
+    np.testing.assert_allclose(np.linalg.norm(to_np(y), axis=1), [0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(to_np(x)[0], w[0])  # a row not looked up is not renormed
+    with pytest.raises(ValueError, match="sparse"):
+        nn.Embedding(3, 2, sparse=True)
+    assert "max_norm=1.0" in repr(nn.Embedding(3, 2, max_norm=1.0))
+    frozen = nn.Embedding(3, 2, _freeze=True)
+    assert not frozen.weight.requires_grad
+
+
+def test_add_sub_alpha_and_div_rounding_mode(bk):
+    torch = pytest.importorskip("torch")
+    a, b = np.array([-7.0, 7.0, -8.0, 5.0, 0.5]), np.array([2.0, -2.0, 3.0, 5.0, -0.25])
+    x, y, ta, tb = xn.tensor(a), xn.tensor(b), torch.tensor(a, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
+    np.testing.assert_allclose(to_np(xn.add(x, y, alpha=2)), torch.add(ta, tb, alpha=2))
+    np.testing.assert_allclose(to_np(x.sub(y, alpha=0.5)), ta.sub(tb, alpha=0.5))
+    np.testing.assert_allclose(to_np(x.add(3.0, alpha=2)), ta.add(3.0, alpha=2))
+    for mode in (None, "trunc", "floor"):
+        np.testing.assert_allclose(to_np(xn.div(x, y, rounding_mode=mode)), torch.div(ta, tb, rounding_mode=mode))
+        np.testing.assert_array_equal(to_np(x.long().div(y.long() + 3, rounding_mode=mode or "floor")),
+                                      ta.long().div(tb.long() + 3, rounding_mode=mode or "floor"))
+    with pytest.raises(ValueError, match="rounding_mode"):
+        xn.div(x, y, rounding_mode="round")
+    w = xn.tensor(a, dtype=xn.float64, requires_grad=True)
+    xn.gradcheck(lambda t: xn.sub(t, t * t, alpha=3.0), w)
+    xn.gradcheck(lambda t: xn.add(t * 2.0, t, alpha=-0.5), w)
+
+
+def test_conv_transpose_output_size(bk):
+    torch = pytest.importorskip("torch")
+    xn.manual_seed(0)
+    ours = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    theirs = torch.nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1)
+    theirs.load_state_dict({k: torch.tensor(to_np(v)) for k, v in ours.state_dict().items()})
+    a = np.random.default_rng(0).normal(size=(1, 2, 4, 5)).astype(np.float32)
+    for size in ((8, 10), (7, 9), (1, 3, 8, 9)):
+        y, ty = ours(xn.tensor(a), output_size=size), theirs(torch.tensor(a), output_size=size)
+        assert y.shape == tuple(ty.shape)
+        np.testing.assert_allclose(to_np(y), ty.detach().numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="valid sizes range from"):
+        ours(xn.tensor(a), output_size=(9, 9))
+    one = nn.ConvTranspose1d(2, 1, 2, stride=3)
+    assert one(xn.tensor(a[0, :, 0]), output_size=[16]).shape == (1, 16)  # unbatched (C, L)

@@ -182,11 +182,42 @@ class Neg(Function):
         return -g,
 
 
-def add(a, b): return Add()(a, b)
-def sub(a, b): return Sub()(a, b)
+def add(input, other, *, alpha=1):
+    """``input + alpha * other`` (PyTorch's ``add``; ``alpha`` scales ``other``)."""
+    return Add()(input, other if alpha == 1 else other * alpha)
+
+
+def sub(input, other, *, alpha=1):
+    """``input - alpha * other`` (PyTorch's ``sub``)."""
+    return Sub()(input, other if alpha == 1 else other * alpha)
+
+
 def mul(a, b): return Mul()(a, b)
-def div(a, b): return Div()(a, b)
 def neg(x): return Neg()(x)
+
+
+def div(input, other, *, rounding_mode=None):
+    """``input / other``; PyTorch's ``rounding_mode``: None (true division), ``"trunc"``
+    (rounded toward zero) or ``"floor"`` (rounded down; integers stay integers, as
+    ``floor_divide``).  A rounded quotient is not differentiable (PyTorch's gradient is zero):
+    the result is a leaf.  Raises ValueError for another mode."""
+    if rounding_mode is None:
+        return Div()(input, other)
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    xp = _xp(input, other)
+    a, b = _raw(input), _raw(other)
+    like = a if hasattr(a, "shape") else b
+    a, b = _as_operand(xp, a, like), _as_operand(xp, b, like)
+    if xp.isdtype(like.dtype, "integral"):
+        q = xp.floor_divide(a, b)
+        if rounding_mode == "trunc":  # floor_divide rounds down: step up where the signs differ and a remainder is left
+            q = q + xp.astype(((a < 0) != (b < 0)) & (q * b != a), q.dtype)
+    else:
+        q = a / b
+        q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
+    out = Tensor(q)
+    return out if isinstance(input, Tensor) or isinstance(other, Tensor) else q
 
 
 def pow(a, b):

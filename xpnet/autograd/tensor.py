@@ -425,6 +425,10 @@ class Tensor:
     def chunk(self, chunks, dim=0): return F.chunk(self, chunks, dim)
     @axis_names
     def gather(self, dim, index): return F.gather(self, dim, index)
+    def add(self, other, *, alpha=1): return F.add(self, other, alpha=alpha)
+    def sub(self, other, *, alpha=1): return F.sub(self, other, alpha=alpha)
+    def mul(self, other): return F.mul(self, other)
+    def div(self, other, *, rounding_mode=None): return F.div(self, other, rounding_mode=rounding_mode)
     def matmul(self, other): return F.matmul(self, other)
     def pow(self, exponent): return F.pow(self, exponent)
     def neg(self): return F.neg(self)

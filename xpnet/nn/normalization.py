@@ -22,13 +22,13 @@ class _BatchNorm(Module):
     layout = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype=None, backend=None):
+                 track_running_stats: bool = True, dtype=None, backend=None, *, bias: bool = True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
+        if affine:  # bias=False (PyTorch 2.x): a learned scale without a shift
             self.weight = new_parameter((num_features,), dtype, backend)
-            self.bias = new_parameter((num_features,), dtype, backend)
+            self.register_parameter("bias", new_parameter((num_features,), dtype, backend) if bias else None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -55,7 +55,8 @@ class _BatchNorm(Module):
         self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
-            init.zeros_(self.bias)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def _name(self):
         return f"{type(self).__name__}({self.extra_repr()})"
@@ -139,14 +140,14 @@ class GroupNorm(Module):
     """Normalization of (N, C, *) over groups of C/num_groups channels (and all spatial axes)."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
-                 dtype=None, backend=None):
+                 dtype=None, backend=None, *, bias: bool = True):
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         if affine:
             self.weight = new_parameter((num_channels,), dtype, backend)
-            self.bias = new_parameter((num_channels,), dtype, backend)
+            self.register_parameter("bias", new_parameter((num_channels,), dtype, backend) if bias else None)
             init.ones_(self.weight)
         else:
             self.register_parameter("weight", None)
