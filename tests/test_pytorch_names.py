@@ -379,3 +379,63 @@ def test_conv_transpose_output_size(bk):
         ours(xn.tensor(a), output_size=(9, 9))
     one = nn.ConvTranspose1d(2, 1, 2, stride=3)
     assert one(xn.tensor(a[0, :, 0]), output_size=[16]).shape == (1, 16)  # unbatched (C, L)
+
+
+# ------------------------------------------------------------------ (e) tied weights in files
+
+class _TiedLM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(7, 4)
+        self.head = nn.Linear(4, 7, bias=False)
+        self.head.weight = self.emb.weight  # tied, as a language model's output layer
+
+    def forward(self, input):
+        return self.head(self.emb(input))
+
+
+def test_tied_weights_stored_once_and_restored(bk, tmp_path):
+    from safetensors import safe_open
+    xn.manual_seed(0)
+    src = _TiedLM()
+    xn.manual_seed(1)
+    dst = _TiedLM()
+    xn.save_weights(tmp_path / "w.safetensors", src)
+    with safe_open(str(tmp_path / "w.safetensors"), "numpy") as f:
+        assert list(f.keys()) == ["emb.weight"] and f.metadata() == {"head.weight": "emb.weight"}
+    xn.load_weights(tmp_path / "w.safetensors", dst)
+    assert dst.head.weight is dst.emb.weight
+    np.testing.assert_array_equal(to_np(dst.head.weight), to_np(src.emb.weight))
+    opt = xn.optim.SGD(src.parameters(), lr=0.1)
+    xn.save(tmp_path / "c.safetensors", src, opt, epoch=3)
+    with safe_open(str(tmp_path / "c.safetensors"), "numpy") as f:
+        assert [k for k in f.keys() if k.startswith("model.")] == ["model.emb.weight"]
+    xn.manual_seed(2)
+    dst2 = _TiedLM()
+    assert xn.load(tmp_path / "c.safetensors", dst2, xn.optim.SGD(dst2.parameters(), lr=0.1))["epoch"] == 3
+    assert dst2.head.weight is dst2.emb.weight
+    np.testing.assert_array_equal(to_np(dst2.emb.weight), to_np(src.emb.weight))
+    np.testing.assert_array_equal(to_np(dst2(xn.tensor([1, 2]))), to_np(src(xn.tensor([1, 2]))))
+
+
+def test_tied_weights_from_safetensors_torch_save_model(bk, tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_model, save_model
+
+    class TorchLM(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.emb = torch.nn.Embedding(7, 4)
+            self.head = torch.nn.Linear(4, 7, bias=False)
+            self.head.weight = self.emb.weight
+
+    theirs = TorchLM()
+    save_model(theirs, str(tmp_path / "t.safetensors"))
+    ours = _TiedLM()
+    xn.load_weights(tmp_path / "t.safetensors", ours)  # strict: both names found
+    np.testing.assert_array_equal(to_np(ours.head.weight), theirs.emb.weight.detach().numpy())
+    assert ours.head.weight is ours.emb.weight
+    xn.save_weights(tmp_path / "x.safetensors", ours)  # and back: torch's load_model reads xpnet's file
+    back = TorchLM()
+    load_model(back, str(tmp_path / "x.safetensors"))
+    np.testing.assert_array_equal(back.head.weight.detach().numpy(), to_np(ours.emb.weight))
