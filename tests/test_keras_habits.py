@@ -190,3 +190,32 @@ def test_progress_bar_shows_the_whole_epoch_line_on_80_columns(monkeypatch, caps
     assert all(len(line) <= 80 for line in out.splitlines())
     for k, v in logs.items():
         assert f"{k}: {v:.4g}" in out
+
+
+def test_tensorboard_event_files_read_back(bk, tmp_path):
+    pytest.importorskip("tensorboardX")
+    ea_mod = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    from xpnet.train import TensorBoard
+    X, y = _data(24)
+    tr = xn.Trainer(_model(), "cross_entropy", "adam", metrics=["accuracy"], backend=bk, verbose=0)
+    h = tr.fit(X, y, epochs=2, batch_size=8, validation_split=0.25, seed=0,  # 18 train samples: 3 steps/epoch
+               callbacks=[TensorBoard(tmp_path / "logs", update_freq=2, histogram_freq=1)])
+
+    def run(name):
+        ea = ea_mod.EventAccumulator(str(tmp_path / "logs" / name), size_guidance={"scalars": 0, "histograms": 0})
+        ea.Reload()
+        return ea
+
+    train, val = run("train"), run("validation")
+    assert {"epoch_loss", "epoch_accuracy", "epoch_learning_rate", "batch_loss"} <= set(train.Tags()["scalars"])
+    for tag, key in (("epoch_loss", "loss"), ("epoch_accuracy", "accuracy"), ("epoch_learning_rate", "lr")):
+        events = train.Scalars(tag)
+        assert [e.step for e in events] == [0, 1]
+        np.testing.assert_allclose([e.value for e in events], h.history[key], rtol=1e-6)
+    np.testing.assert_allclose([e.value for e in val.Scalars("epoch_loss")], h.history["val_loss"], rtol=1e-6)
+    np.testing.assert_allclose([e.value for e in val.Scalars("epoch_accuracy")], h.history["val_accuracy"], rtol=1e-6)
+    assert [e.step for e in train.Scalars("batch_loss")] == [2, 4, 6]
+    assert set(train.Tags()["histograms"]) == {"0.weight", "0.bias", "2.weight", "2.bias"}
+    assert [e.step for e in train.Histograms("0.weight")] == [0, 1]
+    with pytest.raises(ValueError, match="update_freq"):
+        TensorBoard(tmp_path, update_freq=0)
