@@ -439,3 +439,65 @@ def test_tied_weights_from_safetensors_torch_save_model(bk, tmp_path):
     back = TorchLM()
     load_model(back, str(tmp_path / "x.safetensors"))
     np.testing.assert_array_equal(back.head.weight.detach().numpy(), to_np(ours.emb.weight))
+
+
+# ------------------------------------------------------------------ (h) DataLoader workers
+
+class _Work(xn.data.Dataset):
+    """Per-item work (an 'augmentation' drawn from a per-item seed), and the pid that did it."""
+
+    def __init__(self, n=23, fail_at=None):
+        self.n, self.fail_at = n, fail_at
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        import os
+        if i == self.fail_at:
+            raise ValueError(f"bad item {i}")
+        x = np.random.default_rng(i).normal(size=3).astype(np.float32) + i
+        return x, np.int64(i % 3), np.int64(os.getpid())
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX's, in this process
+def test_dataloader_workers_give_the_same_batches(bk):
+    import os
+    from xpnet.data import DataLoader
+    ds = _Work()
+    for shuffle in (False, True):
+        ref = [[to_np(t) for t in b] for b in DataLoader(ds, 4, shuffle=shuffle, seed=3)]
+        got = [[to_np(t) for t in b] for b in DataLoader(ds, 4, shuffle=shuffle, seed=3, num_workers=2,
+                                                          pin_memory=True)]
+        assert len(got) == len(ref) == 6
+        for r, g in zip(ref, got):
+            np.testing.assert_array_equal(r[0], g[0])
+            np.testing.assert_array_equal(r[1], g[1])
+        pids = {int(p) for g in got for p in g[2]}
+        assert os.getpid() not in pids and len(pids) == 2  # loaded in two worker processes
+    b = next(iter(DataLoader(ds, 4, num_workers=2)))
+    assert isinstance(b[0], xn.Tensor) and b[0].backend is bk
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # JAX's, in this process
+def test_dataloader_collate_fn_and_worker_errors(bk):
+    from xpnet.data import DataLoader
+    seen = []
+
+    def collate(samples):
+        seen.append(len(samples))
+        return [int(s[1]) for s in samples]
+
+    assert list(DataLoader(_Work(7), 3, collate_fn=collate)) == [[0, 1, 2], [0, 1, 2], [0]]
+    assert list(DataLoader(_Work(7), 3, collate_fn=collate, num_workers=2)) == [[0, 1, 2], [0, 1, 2], [0]]
+    assert seen == [3, 3, 1, 3, 3, 1]
+    with pytest.raises(ValueError, match="(?s)Caught ValueError in DataLoader worker.*bad item 5"):
+        list(DataLoader(_Work(8, fail_at=5), 2, num_workers=2))
+    loader = DataLoader(_Work(40), 2, num_workers=2)
+    for i, _ in enumerate(loader):  # leaving early ends the workers
+        if i == 1:
+            break
+    with pytest.raises(ValueError, match="num_workers"):
+        DataLoader(_Work(), 2, num_workers=-1)
+    with pytest.raises(TypeError, match="collate_fn"):
+        DataLoader(_Work(), 2, collate_fn=3)
