@@ -110,7 +110,13 @@ def _model(dtype="float32"):
     return nn.Sequential(nn.Linear(4, 8), nn.Tanh(), nn.Linear(8, 3)).to(dtype)
 
 
+def _not_on_jax(bk):
+    if bk.name == "jax":  # eager JAX compiles every new shape: these loops are backend-independent
+        pytest.skip("the Trainer's logic is the same on every backend; JAX eager is slow (see README)")
+
+
 def test_validation_split_takes_the_last_fraction_before_shuffling(bk):
+    _not_on_jax(bk)
     X, y = _data(40)
     tr = xn.Trainer(_model(), "cross_entropy", "adam", metrics=["accuracy"], backend=bk, verbose=0)
     h = tr.fit(X, y, epochs=2, batch_size=8, validation_split=0.25, seed=0)
@@ -162,6 +168,7 @@ def test_optimizer_and_loss_by_name(bk):
 
 
 def test_accumulation_trains_exactly_as_the_bigger_batch(bk):
+    _not_on_jax(bk)
     X, y = _data(10)  # batch 4: 4, 4, 2; batch 2 x accumulate 2: (2, 2), (2, 2), (2): a partial last window
     runs = []
     for bs, acc in ((4, 1), (2, 2)):
