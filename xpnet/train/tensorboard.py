@@ -27,7 +27,10 @@ class TensorBoard(Callback):
     each parameter.  Other Keras arguments (``write_graph``, ``write_images``, ``profile_batch``,
     ``embeddings_freq``, ...) are accepted and ignored.  Raises ImportError naming the extra to
     install when tensorboardX is missing; ValueError for a bad ``update_freq``/``histogram_freq``.
+    Under a launcher only rank 0 writes.
     """
+
+    rank_zero_only = True
 
     def __init__(self, log_dir="logs", histogram_freq=0, write_graph=True, write_images=False,
                  write_steps_per_second=False, update_freq="epoch", profile_batch=0, embeddings_freq=0,
