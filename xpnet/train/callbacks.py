@@ -138,10 +138,10 @@ class EarlyStopping(_Monitor):
     ``restore_best_weights`` puts the weights of the best epoch back when training ends,
     whether or not it stopped early."""
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", baseline=None,
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
                  restore_best_weights=False, start_from_epoch=0):
         super().__init__(monitor, mode, min_delta)
-        self.patience, self.baseline = patience, baseline
+        self.patience, self.baseline, self.verbose = patience, baseline, verbose
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
 
     def on_train_begin(self, logs=None):
@@ -174,6 +174,8 @@ class EarlyStopping(_Monitor):
             return
         if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
+            if self.verbose:
+                self.trainer.log(f"Epoch {epoch + 1}: early stopping")
             self.trainer.stop(f"early stopping: {self.monitor} did not improve for {self.wait} epochs")
 
     def on_train_end(self, logs=None):
@@ -235,13 +237,13 @@ class ReduceLROnPlateau(Callback):
     (``keras/src/callbacks/reduce_lr_on_plateau.py``; with patience 2 and cooldown 1 and no
     improvement after the first epoch, it reduces after epochs 3, 5, 7, ... counted from 1)."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4,
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be < 1, got {factor}")
         self.monitor, self.mode = monitor, _mode(mode, monitor)
         self.factor, self.patience, self.min_delta = factor, patience, abs(min_delta)
-        self.cooldown, self.min_lr = cooldown, min_lr
+        self.cooldown, self.min_lr, self.verbose = cooldown, min_lr, verbose
 
     def on_train_begin(self, logs=None):
         _check_monitor(self)
@@ -270,6 +272,9 @@ class ReduceLROnPlateau(Callback):
                         reduced = True
                 if reduced:
                     self.cooldown_counter, self.wait = self.cooldown, 0
+                    if self.verbose:
+                        self.trainer.log(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
+                                         f"{self.trainer.optimizer.param_groups[0]['lr']:.4g}.")
 
 
 class LearningRateScheduler(Callback):
