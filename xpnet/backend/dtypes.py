@@ -66,8 +66,9 @@ def dtype_name_or_none(obj):
 
 
 def resolve_dtype(xp, dtype):
-    """``dtype`` given as a name (``"float32"``) or a dtype of any library, as ``xp``'s dtype."""
-    name = dtype if isinstance(dtype, str) else dtype_name(dtype)
+    """``dtype`` given as a name (``"float32"``, or PyTorch's ``"double"``, ``"long"``, ...) or a dtype
+    of any library, as ``xp``'s dtype."""
+    name = DTYPE_ALIASES.get(dtype, dtype) if isinstance(dtype, str) else dtype_name(dtype)
     try:
         return getattr(xp, name)
     except AttributeError:
@@ -93,6 +94,7 @@ def numpy_dtype(dtype):
     if isinstance(dtype, np.dtype) or isinstance(dtype, type):
         return np.dtype(dtype)
     name = str(dtype).rsplit(".", 1)[-1].strip("')>")
+    name = DTYPE_ALIASES.get(name, name)  # PyTorch's aliases: "float" is float32, "int" int32
     if name == "bfloat16":
         import ml_dtypes
         return np.dtype(ml_dtypes.bfloat16)
