@@ -506,4 +506,5 @@ def test_dataloader_collate_fn_and_worker_errors(bk):
 def test_pytorch_dtype_aliases_by_name(bk):
     assert xn.int64 == xn.tensor([1], dtype="long").dtype and xn.float64 == xn.zeros(1, dtype="double").dtype
     assert xn.float32 == xn.ones(1, dtype="float").dtype and xn.int32 == xn.ones(1, dtype="int").dtype
-    assert xn.float16 == xn.tensor([1.0]).to("half").dtype
+    if hasattr(bk.xp, "float16"):  # array-api-strict has no float16
+        assert xn.float16 == xn.tensor([1.0]).to("half").dtype
