@@ -73,7 +73,7 @@ def main(argv=None):
 
     result = trainer.evaluate(Xte, yte)
     cm = ConfusionMatrix(10)
-    cm.update(trainer.predict(Xte), xn.backend.as_array(yte, "int64", trainer.backend))
+    cm.update(trainer.predict(Xte), yte)  # predict returns a NumPy array (as Keras)
     confusion = cm.compute()
     print(f"test accuracy {result['accuracy']:.4f}, test loss {result['loss']:.4f} "
           f"({args.epochs} epochs in {seconds:.1f} s on {trainer.backend.name})")

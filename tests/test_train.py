@@ -42,7 +42,7 @@ def test_fit_learns_and_history_has_keras_keys(bk):
     ev = tr.evaluate(X, y)
     assert ev["accuracy"] == pytest.approx(h.history["val_accuracy"][-1])
     pred = tr.predict(X, batch_size=50)
-    assert pred.shape == (120, 3) and pred.backend.name == bk.name
+    assert pred.shape == (120, 3) and isinstance(pred, np.ndarray)  # on the host, as Keras
 
 
 def test_same_seed_same_run_on_every_backend():

@@ -306,6 +306,28 @@ def _verify(path, tensors: dict, meta: dict):
                                   "the one stored at save")
 
 
+def _state_once(model, prefix: str = ""):
+    """``(tensors, aliases)``: the model's state dict with each shared (tied) tensor stored once,
+    under its first name, and ``{other name: first name}`` for the rest: the header metadata that
+    ``safetensors.torch.save_model`` writes for the names it drops."""
+    tensors, aliases, first = {}, {}, {}
+    for name, t in model._state_items():
+        kept = first.setdefault(id(t), prefix + name)
+        if kept == prefix + name:
+            tensors[kept] = t.data
+        else:
+            aliases[prefix + name] = kept
+    return tensors, aliases
+
+
+def _with_aliases(tensors: dict, meta: dict) -> dict:
+    """``tensors`` plus the names that metadata entries ``{dropped name: kept name}`` alias
+    (a tied weight stored once by :func:`save`, :func:`save_weights` or ``safetensors.torch.save_model``)."""
+    out = dict(tensors)
+    out.update({k: tensors[v] for k, v in meta.items() if k not in tensors and v in tensors})
+    return out
+
+
 def _model_arrays(path, model, sd: dict, strict: bool, target):
     """The file's entries for ``model`` converted to each entry's backend and dtype (or ``target``),
     after checking names and shapes; nothing is changed."""
@@ -377,7 +399,7 @@ def save(path, model, optimizer=None, scheduler=None, *, epoch=None, step=None, 
     ``OSError`` naming ``path`` when the file cannot be written.
     """
     import xpnet
-    tensors = {_MODEL + k: v for k, v in model.state_dict().items()}
+    tensors, aliases = _state_once(model, _MODEL)
     tensors.update({_EXTRA + k: v for k, v in (extra_tensors or {}).items()})
     info = {"epoch": epoch, "step": step, "metadata": metadata}
     if optimizer is not None:
@@ -394,12 +416,13 @@ def save(path, model, optimizer=None, scheduler=None, *, epoch=None, step=None, 
         info["rng"] = (B.default_generator() if rng in (None, True) else rng).get_state()
     if loader is not None:
         info["loader"] = loader.state_dict()
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": xpnet.__version__}
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": xpnet.__version__, **aliases}
     meta.update({k: _dumps(k, v) for k, v in info.items() if v is not None})
     if scheduler is not None:  # functions (LambdaLR's lambdas) are not saved, as in PyTorch
         meta["scheduler"] = _dumps("scheduler", scheduler.state_dict(), skip_callables=True)
     arrays = {k: _host(v) for k, v in tensors.items()}  # the one read from the device
-    _nonfinite(path, arrays, _parameter_names(model, _MODEL) + [k for k in arrays if k.startswith(_OPT)])
+    _nonfinite(path, arrays, [n for n in _parameter_names(model, _MODEL) if n in arrays]
+               + [k for k in arrays if k.startswith(_OPT)])
     _write(path, arrays, meta)
 
 
@@ -427,6 +450,7 @@ def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, 
         raise CheckpointError(f"{path}: checkpoint format version {meta.get('format_version')!r}, but this "
                               f"xpnet reads version {FORMAT_VERSION!r}: use the xpnet version that wrote it "
                               f"({meta.get('xpnet_version')})")
+    tensors = _with_aliases(tensors, meta)  # tied weights stored once
     info = {k: _loads(path, k, meta[k]) for k in _INFO if k in meta}
     for k in ("epoch", "step"):
         v = info.get(k)
@@ -540,18 +564,23 @@ def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, 
 
 def save_weights(path, model):
     """Write ``model.state_dict()`` to a plain safetensors file (state-dict names as keys), atomically,
-    with digests in its metadata.  Raises :class:`NonFiniteWeightsError` (nothing written) when a
+    with digests in its metadata.  A tensor shared by two modules (tied weights) is stored once, the
+    other names recorded in the header metadata as ``safetensors.torch.save_model`` does (so its
+    ``load_model`` reads the file).  Raises :class:`NonFiniteWeightsError` (nothing written) when a
     parameter holds NaN or infinity, an ``OSError`` naming ``path`` when it cannot be written."""
-    arrays = {k: _host(v) for k, v in model.state_dict().items()}
-    _nonfinite(path, arrays, _parameter_names(model))
-    _write(path, arrays, None)
+    tensors, aliases = _state_once(model)
+    arrays = {k: _host(v) for k, v in tensors.items()}
+    _nonfinite(path, arrays, [n for n in _parameter_names(model) if n in arrays])
+    _write(path, arrays, aliases)
 
 
 def load_weights(path, model, strict: bool = True) -> IncompatibleKeys:
-    """Load a plain safetensors weight file (e.g. from ``safetensors.torch.save_file(torch_model.state_dict())``)
+    """Load a plain safetensors weight file (e.g. from ``safetensors.torch.save_file(torch_model.state_dict())``
+    or ``safetensors.torch.save_model(torch_model)``, whose header names the tied weights it stored once)
     or the model part of an xpnet checkpoint into ``model``; returns the missing and unexpected keys.
     Raises :class:`CheckpointError`, and changes nothing, when the file is not valid or does not fit."""
     tensors, meta = _read(path)
+    tensors = _with_aliases(tensors, meta)  # tied weights stored once
     if meta.get("format") == FORMAT:
         tensors = {k[len(_MODEL):]: v for k, v in tensors.items() if k.startswith(_MODEL)}
     new, missing, unexpected = _model_arrays(path, model, tensors, strict, None)

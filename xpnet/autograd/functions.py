@@ -17,6 +17,7 @@ import builtins
 import math
 
 from .. import backend as B
+from .names import axis_names
 from .tensor import Function, Tensor, _raw
 
 __all__ = [
@@ -26,7 +27,7 @@ __all__ = [
     "reshape", "flatten", "permute", "transpose", "unsqueeze", "expand_dims", "squeeze",
     "broadcast_to", "sum_to", "concat", "cat", "stack", "pad", "getitem", "take",
     "take_along_axis", "gather", "less", "less_equal", "greater", "greater_equal", "equal",
-    "not_equal", "argmax", "argmin", "astype",
+    "not_equal", "argmax", "argmin", "astype", "clone", "norm", "chunk", "split",
 ]
 
 # ------------------------------------------------------------------ helpers
@@ -181,11 +182,42 @@ class Neg(Function):
         return -g,
 
 
-def add(a, b): return Add()(a, b)
-def sub(a, b): return Sub()(a, b)
+def add(input, other, *, alpha=1):
+    """``input + alpha * other`` (PyTorch's ``add``; ``alpha`` scales ``other``)."""
+    return Add()(input, other if alpha == 1 else other * alpha)
+
+
+def sub(input, other, *, alpha=1):
+    """``input - alpha * other`` (PyTorch's ``sub``)."""
+    return Sub()(input, other if alpha == 1 else other * alpha)
+
+
 def mul(a, b): return Mul()(a, b)
-def div(a, b): return Div()(a, b)
 def neg(x): return Neg()(x)
+
+
+def div(input, other, *, rounding_mode=None):
+    """``input / other``; PyTorch's ``rounding_mode``: None (true division), ``"trunc"``
+    (rounded toward zero) or ``"floor"`` (rounded down; integers stay integers, as
+    ``floor_divide``).  A rounded quotient is not differentiable (PyTorch's gradient is zero):
+    the result is a leaf.  Raises ValueError for another mode."""
+    if rounding_mode is None:
+        return Div()(input, other)
+    if rounding_mode not in ("trunc", "floor"):
+        raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
+    xp = _xp(input, other)
+    a, b = _raw(input), _raw(other)
+    like = a if hasattr(a, "shape") else b
+    a, b = _as_operand(xp, a, like), _as_operand(xp, b, like)
+    if xp.isdtype(like.dtype, "integral"):
+        q = xp.floor_divide(a, b)
+        if rounding_mode == "trunc":  # floor_divide rounds down: step up where the signs differ and a remainder is left
+            q = q + xp.astype(((a < 0) != (b < 0)) & (q * b != a), q.dtype)
+    else:
+        q = a / b
+        q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
+    out = Tensor(q)
+    return out if isinstance(input, Tensor) or isinstance(other, Tensor) else q
 
 
 def pow(a, b):
@@ -449,29 +481,35 @@ class LogSumExp(Function):
         return _keep(g, self.axis, self.keepdims, shape) * exp(x - yk),
 
 
+@axis_names
 def sum(x, axis=None, keepdims: bool = False):
     return Sum(axis, keepdims)(x)
 
 
+@axis_names
 def mean(x, axis=None, keepdims: bool = False):
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
     return Sum(axis, keepdims)(x) * (1.0 / n)
 
 
+@axis_names
 def max(x, axis=None, keepdims: bool = False):
     return Max(axis, keepdims, True)(x)
 
 
+@axis_names
 def min(x, axis=None, keepdims: bool = False):
     return Max(axis, keepdims, False)(x)
 
 
+@axis_names
 def logsumexp(x, axis=None, keepdims: bool = False):
     """log(sum(exp(x))) without overflow."""
     return LogSumExp(axis, keepdims)(x)
 
 
+@axis_names
 def var(x, axis=None, correction: float = 1, keepdims: bool = False):
     """Variance; ``correction=1`` (the default, as PyTorch) divides by n - 1."""
     shape = _shape(_raw(x))
@@ -480,8 +518,34 @@ def var(x, axis=None, correction: float = 1, keepdims: bool = False):
     return sum(d * d, axis, keepdims) * (1.0 / builtins.max(n - correction, 0))
 
 
+@axis_names
 def std(x, axis=None, correction: float = 1, keepdims: bool = False):
     return sqrt(var(x, axis, correction, keepdims))
+
+
+@axis_names
+def norm(input, p="fro", dim=None, keepdim: bool = False):
+    """The ``p``-norm over ``dim`` (all elements when None), as ``torch.norm``: ``p`` is 2 or
+    ``"fro"`` (sqrt of the sum of squares), 1, ``inf``/``-inf`` (max/min of ``|x|``), 0 (the
+    number of nonzeros, not differentiable) or any other number (``sum(|x|**p) ** (1/p)``).
+    Vector norms only: a matrix norm over two axes other than ``"fro"`` raises ValueError."""
+    if p in ("fro", 2, 2.0):
+        return sqrt(sum(input * input, dim, keepdim))
+    if isinstance(p, str):
+        raise ValueError(f"norm: p={p!r} is not supported: expected 'fro' or a number")
+    if dim is not None and isinstance(dim, (tuple, list)) and len(dim) > 1:
+        raise ValueError(f"norm: p={p} over the axes {tuple(dim)} is a matrix norm, which xpnet lacks: "
+                         "expected p=2/'fro', or one axis")
+    a = abs(input)
+    if p == math.inf:
+        return max(a, dim, keepdim)
+    if p == -math.inf:
+        return min(a, dim, keepdim)
+    if p == 0:
+        return sum(astype(not_equal(a, 0.0), _raw(input).dtype), dim, keepdim)
+    if p == 1:
+        return sum(a, dim, keepdim)
+    return pow(sum(pow(a, float(p)), dim, keepdim), 1.0 / p)
 
 
 # ---------------------------------------------------------------- linear algebra
@@ -578,6 +642,7 @@ def transpose(x, dim0: int, dim1: int):
     return permute(x, tuple(axes))
 
 
+@axis_names
 def unsqueeze(x, axis: int):
     shape = _shape(_raw(x))
     axis = axis % (len(shape) + 1)
@@ -587,6 +652,7 @@ def unsqueeze(x, axis: int):
 expand_dims = unsqueeze
 
 
+@axis_names
 def squeeze(x, axis=None):
     shape = _shape(_raw(x))
     axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else _norm_axes(axis, len(shape))
@@ -594,6 +660,39 @@ def squeeze(x, axis=None):
         if shape[a] != 1:
             raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {shape})")
     return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+@axis_names
+def split(input, split_size_or_sections, dim: int = 0) -> tuple:
+    """``input`` cut along ``dim`` into pieces of ``split_size_or_sections`` (an int: equal pieces,
+    the last smaller) or of the sizes in a list (which must add up to the axis' length), as
+    ``torch.split``; each piece is a differentiable slice."""
+    shape = _shape(_raw(input))
+    axis = _norm_axes(dim, len(shape))[0]
+    n = shape[axis]
+    if isinstance(split_size_or_sections, int):
+        if split_size_or_sections <= 0:
+            raise ValueError(f"split: split_size must be positive, got {split_size_or_sections}")
+        sizes = [builtins.min(split_size_or_sections, n - i) for i in range(0, n, split_size_or_sections)] or [0]
+    else:
+        sizes = [int(k) for k in split_size_or_sections]
+        if builtins.sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} add up to {builtins.sum(sizes)}, but axis {dim} has length {n}")
+    out, start = [], 0
+    for k in sizes:
+        out.append(getitem(input, (slice(None),) * axis + (slice(start, start + k), Ellipsis)))
+        start += k
+    return tuple(out)
+
+
+@axis_names
+def chunk(input, chunks: int, dim: int = 0) -> tuple:
+    """``input`` cut along ``dim`` into ``chunks`` pieces of ``ceil(n / chunks)`` (fewer pieces when
+    that divides evenly earlier), as ``torch.chunk``."""
+    if chunks <= 0:
+        raise ValueError(f"chunk: chunks must be positive, got {chunks}")
+    n = _shape(_raw(input))[_norm_axes(dim, len(_shape(_raw(input))))[0]]
+    return split(input, builtins.max(-(-n // chunks), 1), dim)
 
 
 class Concat(Function):
@@ -614,6 +713,7 @@ class Concat(Function):
         return tuple(out)
 
 
+@axis_names
 def concat(xs, axis: int = 0):
     """Join tensors along an existing axis."""
     return Concat(axis)(*xs)
@@ -622,6 +722,7 @@ def concat(xs, axis: int = 0):
 cat = concat
 
 
+@axis_names
 def stack(xs, axis: int = 0):
     """Join tensors along a new axis."""
     return concat([unsqueeze(x, axis) for x in xs], axis)
@@ -727,6 +828,7 @@ def _index_array(x, indices):
     return idx
 
 
+@axis_names
 def take(x, indices, axis: int = 0):
     """Slices of ``x`` at integer ``indices`` (1-D, each in ``[0, n)``) along ``axis``."""
     idx = _index_array(x, indices)
@@ -735,6 +837,7 @@ def take(x, indices, axis: int = 0):
     return Take(idx, axis)(x)
 
 
+@axis_names
 def take_along_axis(x, indices, axis: int = -1):
     """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis`` (PyTorch's ``gather``)."""
     xp = _xp(x)
@@ -752,7 +855,11 @@ def take_along_axis(x, indices, axis: int = -1):
     return reshape(take(reshape(x, (-1,)), xp.reshape(flat, (-1,)), 0), tuple(idx.shape))
 
 
-gather = take_along_axis
+@axis_names
+def gather(input, dim: int, index):
+    """PyTorch's ``gather(input, dim, index)``: ``out[..., i, ...] = input[..., index[..., i, ...], ...]``
+    along ``dim`` (:func:`take_along_axis` with the Array API's argument order)."""
+    return take_along_axis(input, index, dim)
 
 
 # ------------------------------------------------------- non-differentiable
@@ -770,12 +877,27 @@ less, less_equal, greater, greater_equal, equal, not_equal = (
     _compare(n) for n in ("less", "less_equal", "greater", "greater_equal", "equal", "not_equal"))
 
 
+@axis_names
 def argmax(x, axis=None, keepdims: bool = False):
     return Tensor(_xp(x).argmax(_raw(x), axis=axis, keepdims=keepdims))
 
 
+@axis_names
 def argmin(x, axis=None, keepdims: bool = False):
     return Tensor(_xp(x).argmin(_raw(x), axis=axis, keepdims=keepdims))
+
+
+class Clone(Function):
+    def forward(self, xp, x):
+        return xp.asarray(x, copy=True)
+
+    def backward(self, g, y, x):
+        return g,
+
+
+def clone(input):
+    """A copy of ``input`` in new memory; gradients flow through it (``torch.clone``)."""
+    return Clone()(input)
 
 
 class AsType(Function):
@@ -790,5 +912,8 @@ class AsType(Function):
 
 
 def astype(x, dtype):
-    """``x`` converted to ``dtype`` (a name or a dtype); gradients flow back in the old dtype."""
+    """``x`` converted to ``dtype`` (a name or a dtype); gradients flow back in the old dtype.
+    A conversion to an integer or boolean dtype is not differentiable: its result is a leaf."""
+    if isinstance(x, Tensor) and not B.dtype_name(dtype).startswith(("float", "bfloat", "complex")):
+        return Tensor(AsType(dtype)(x.data))
     return AsType(dtype)(x)

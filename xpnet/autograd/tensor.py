@@ -14,6 +14,7 @@ import math
 import weakref
 
 from .. import backend as B
+from .names import axis_names
 
 _state = {"grad_enabled": True}
 
@@ -138,6 +139,43 @@ def _check_same_device(fn, xs):
             "move them to one with tensor.to(device) first")
 
 
+class _Size(int):
+    """``Tensor.size``: the number of elements, an int as the Array API says; calling it as
+    PyTorch's ``x.size()`` raises a TypeError that says what to write instead."""
+
+    __slots__ = ()
+
+    def __call__(self, dim=None):
+        raise TypeError("Tensor.size is the number of elements (an int: the Array API's attribute), not "
+                        "PyTorch's size() method: write x.shape for the shape, x.shape[d] for one axis, "
+                        "x.numel() for the element count")
+
+
+_IN_PLACE = ("xpnet does not change tensors in place (the core treats arrays as immutable): write "
+             "x = x.{op}(...) or the operator form; to overwrite a parameter, assign p.data = ... "
+             "under xpnet.no_grad()")
+
+#: PyTorch names that xpnet's Tensor lacks, and what to write instead
+_PYTORCH_ONLY = {
+    "nelement": "write x.numel() or x.size",
+    "type": "write x.dtype to read the dtype, x.to(dtype) to convert",
+    "grad_fn": "write x.creator (the Function that made x; None for a leaf)",
+    "data_ptr": "arrays of the Array API expose no pointers or strides",
+    "stride": "arrays of the Array API expose no pointers or strides",
+    "storage": "arrays of the Array API expose no pointers or strides",
+    "is_contiguous": "arrays of the Array API expose no pointers or strides",
+    "index_select": "write xpnet.take(x, index, axis=dim)",
+    "masked_fill": "write xpnet.where(mask, value, x)",
+    "new_zeros": "write xpnet.zeros(*size, dtype=x.dtype, backend=x.backend)",
+    "new_ones": "write xpnet.ones(*size, dtype=x.dtype, backend=x.backend)",
+    "new_full": "write xpnet.full(size, value, dtype=x.dtype, backend=x.backend)",
+    "new_tensor": "write xpnet.tensor(data, dtype=x.dtype, backend=x.backend)",
+    "unbind": "write [x[i] for i in range(x.shape[0])] (or xpnet.split(x, 1, dim) and squeeze)",
+    "repeat": "write xpnet.concat([x] * n, axis=d) or x.expand(...)",
+    "get_device": "write x.device",
+}
+
+
 class Tensor:
     """A backend array (``.data``) with a gradient and a place in the graph."""
 
@@ -169,7 +207,25 @@ class Tensor:
 
     @property
     def size(self) -> int:
-        return math.prod(self.data.shape)
+        """The number of elements (the Array API's attribute; PyTorch's ``size()`` is ``shape``)."""
+        return _Size(math.prod(self.data.shape))
+
+    @property
+    def is_cuda(self) -> bool:
+        return B.device_name(self.device).startswith("cuda")
+
+    def is_floating_point(self) -> bool:
+        return B.dtype_name(self.dtype).startswith(("float", "bfloat"))
+
+    def __getattr__(self, name):
+        # only reached for a name Tensor lacks: say what to write instead of PyTorch's
+        hint = _PYTORCH_ONLY.get(name)
+        if hint is None and name.endswith("_") and not name.startswith("_"):
+            hint = _IN_PLACE.format(name=name, op=name[:-1])
+        if hint is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        raise AttributeError(f"{type(self).__name__} has no {name!r} (PyTorch's): {hint} "
+                             "(docs/pytorch-differences.md lists every such difference)")
 
     @property
     def device(self):
@@ -223,18 +279,44 @@ class Tensor:
         """The same data, cut from the graph."""
         return Tensor(self.data)
 
-    def to(self, backend=None, device=None, dtype=None) -> "Tensor":
-        """This tensor on another backend/device (a :class:`Backend` or a name), or as ``dtype``."""
+    def to(self, *args, backend=None, device=None, dtype=None) -> "Tensor":
+        """This tensor on another backend and/or device, and/or as another dtype, in PyTorch's
+        forms: ``to(dtype)``, ``to("cuda")``, ``to("cpu", xpnet.float64)``, ``to(other)`` (its
+        backend and dtype), and xpnet's ``to("torch")``/``to(backend)`` (a :class:`Backend` or a
+        name such as ``"jax"`` or ``"torch:cuda"``).  A device alone keeps the library where it
+        has that device (NumPy's arrays go to CuPy for ``"cuda"``, CuPy's to NumPy for ``"cpu"``).
+        Returns ``self`` when nothing changes; a move cuts the graph (the result is a leaf)."""
+        for a in args:
+            if isinstance(a, Tensor):
+                backend, dtype = a.backend, a.dtype
+            elif isinstance(a, B.Backend) or (isinstance(a, str) and a.split(":", 1)[0] in B.NAMES):
+                backend = a
+            elif B.dtype_name_or_none(a) is not None:
+                dtype = a
+            else:
+                device = a
         out = self
         if backend is not None or device is not None:
             if backend is None:
-                backend = self.backend.name
-            b = backend if isinstance(backend, B.Backend) else B.get_backend(backend, device)
-            out = Tensor(B.transfer(self.data, b), requires_grad=self.requires_grad and self.is_leaf)
-        if dtype is not None:
+                b = B.on_device(self.backend, device)
+            elif isinstance(backend, B.Backend):
+                b = backend
+            else:
+                b = B.get_backend(backend, device)
+            if b is not self.backend:
+                out = Tensor(B.transfer(self.data, b), requires_grad=self.requires_grad and self.is_leaf)
+        if dtype is not None and B.dtype_name(dtype) != B.dtype_name(out.dtype):
             from .functions import astype
-            out = astype(out, dtype)
+            out = astype(out, B.DTYPE_ALIASES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
         return out
+
+    def cpu(self) -> "Tensor":
+        """This tensor in host memory (``to("cpu")``)."""
+        return self.to(device="cpu")
+
+    def cuda(self, device=None) -> "Tensor":
+        """This tensor on a CUDA device (``to("cuda")``; ``device`` an index or ``"cuda:N"``)."""
+        return self.to(device="cuda" if device is None else device if isinstance(device, str) else f"cuda:{device}")
 
     # -- gradients
     def requires_grad_(self, flag: bool = True) -> "Tensor":
@@ -242,6 +324,11 @@ class Tensor:
             raise TypeError(
                 f"only floating-point tensors can require gradients, got {B.dtype_name(self.dtype)}")
         self.requires_grad = flag
+        return self
+
+    def detach_(self) -> "Tensor":
+        """Cut this tensor from the graph in place (it becomes a leaf without gradient)."""
+        self.creator, self.requires_grad = None, False
         return self
 
     def retain_grad(self):
@@ -285,14 +372,25 @@ class Tensor:
     def __ne__(self, o): return F.not_equal(self, o)
     __hash__ = object.__hash__
 
-    # -- methods, PyTorch names
+    # -- methods, PyTorch names (``dim``/``keepdim`` and ``axis``/``keepdims`` alike: see .names)
+    @axis_names
     def sum(self, axis=None, keepdims=False): return F.sum(self, axis, keepdims)
+    @axis_names
     def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
+    @axis_names
     def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
+    @axis_names
     def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
+    @axis_names
     def var(self, axis=None, correction=1, keepdims=False): return F.var(self, axis, correction, keepdims)
+    @axis_names
+    def std(self, axis=None, correction=1, keepdims=False): return F.std(self, axis, correction, keepdims)
+    @axis_names
     def logsumexp(self, axis=None, keepdims=False): return F.logsumexp(self, axis, keepdims)
+    @axis_names
     def argmax(self, axis=None, keepdims=False): return F.argmax(self, axis, keepdims)
+    @axis_names
+    def argmin(self, axis=None, keepdims=False): return F.argmin(self, axis, keepdims)
     def exp(self): return F.exp(self)
     def log(self): return F.log(self)
     def sqrt(self): return F.sqrt(self)
@@ -311,26 +409,74 @@ class Tensor:
     def T(self): return F.permute(self, tuple(range(self.ndim - 1, -1, -1)))
     @property
     def mT(self): return F.transpose(self, -2, -1)
+    @axis_names
     def squeeze(self, axis=None): return F.squeeze(self, axis)
+    @axis_names
     def unsqueeze(self, axis): return F.unsqueeze(self, axis)
     def expand(self, *shape): return F.broadcast_to(self, shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape)
     def broadcast_to(self, shape): return F.broadcast_to(self, shape)
     def astype(self, dtype): return F.astype(self, dtype)
-    def float(self): return F.astype(self, "float32")
-    def double(self): return F.astype(self, "float64")
+    def clone(self): return F.clone(self)
+    def numel(self) -> int: return self.size
+    def dim(self) -> int: return self.ndim
+    @axis_names
+    def norm(self, p="fro", dim=None, keepdim=False): return F.norm(self, p, dim, keepdim)
+    @axis_names
+    def split(self, split_size_or_sections, dim=0): return F.split(self, split_size_or_sections, dim)
+    @axis_names
+    def chunk(self, chunks, dim=0): return F.chunk(self, chunks, dim)
+    @axis_names
+    def gather(self, dim, index): return F.gather(self, dim, index)
+    def add(self, other, *, alpha=1): return F.add(self, other, alpha=alpha)
+    def sub(self, other, *, alpha=1): return F.sub(self, other, alpha=alpha)
+    def mul(self, other): return F.mul(self, other)
+    def div(self, other, *, rounding_mode=None): return F.div(self, other, rounding_mode=rounding_mode)
+    def matmul(self, other): return F.matmul(self, other)
+    def pow(self, exponent): return F.pow(self, exponent)
+    def neg(self): return F.neg(self)
 
+    @axis_names
+    def softmax(self, dim, dtype=None):
+        from .softmax import softmax
+        return softmax(self, dim, dtype)
 
-def tensor(data, dtype=None, requires_grad: bool = False, backend=None) -> Tensor:
+    @axis_names
+    def log_softmax(self, dim, dtype=None):
+        from .softmax import log_softmax
+        return log_softmax(self, dim, dtype)
+
+    def view_as(self, other): return F.reshape(self, other.shape)
+    reshape_as = view_as
+    def expand_as(self, other): return F.broadcast_to(self, other.shape)
+    def type_as(self, other): return self.to(dtype=other.dtype)
+    def t(self): return F.transpose(self, 0, 1) if self.ndim == 2 else self
+    def contiguous(self): return self
+
+    # dtype conversions, PyTorch's names (last in the class body: they shadow builtins there)
+    def float(self): return self.to(dtype="float32")
+    def double(self): return self.to(dtype="float64")
+    def half(self): return self.to(dtype="float16")
+    def bfloat16(self): return self.to(dtype="bfloat16")
+    def long(self): return self.to(dtype="int64")
+    def int(self): return self.to(dtype="int32")
+    def bool(self): return self.to(dtype="bool")
+
+def tensor(data, dtype=None, requires_grad: bool = False, backend=None, device=None) -> Tensor:
     """A new leaf tensor on the current backend (or ``backend``).
 
     ``data`` may be a Python scalar, a (nested) list, a tensor, or an array
     of any supported library (moved there by DLPack or through the host).
     Python floats become float32 and Python ints int64, as in PyTorch;
     ``dtype`` (a name such as ``"float64"`` or a dtype) overrides that.
+    ``device`` (``"cpu"``, ``"cuda"``, ...) places it as ``Tensor.to(device)`` would.
     Wrap an array without moving it with ``Tensor(array)``.
     """
     if isinstance(data, Tensor):
         data = data.data
+    if device is not None:
+        b = B.current_backend() if backend is None else (
+            backend if isinstance(backend, B.Backend) else B.get_backend(backend))
+        backend = B.on_device(b, device)
     return Tensor(B.as_array(data, dtype, backend), requires_grad=requires_grad)
 
 

@@ -26,7 +26,7 @@ from . import arrays, checks, dtypes, jit, memory, ops, precision, random, selec
 from .arrays import (_host_copy, _pending_checks, as_array, backend_of, flush_checks,  # noqa: F401
                      namespace_of, on_host, to_numpy, transfer)
 from .checks import check_indices, index_bounds, require  # noqa: F401
-from .dtypes import dtype_name, isdtype, numpy_dtype, resolve_dtype  # noqa: F401
+from .dtypes import DTYPE_ALIASES, DTYPES, DType, dtype_name, dtype_name_or_none, isdtype, numpy_dtype, resolve_dtype  # noqa: F401
 from .jit import jit as jit_compile  # noqa: F401
 from .memory import OutOfMemoryError, is_out_of_memory  # noqa: F401
 from .ops import (add_slices, add_slices_portable, assign, clip, clip_portable, index_zeros_set,  # noqa: F401
@@ -37,5 +37,5 @@ from .random import (Generator, default_generator, manual_seed, random_bits, ran
                      set_process_stream)
 from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends,  # noqa: F401
                      cuda_available, current_backend, describe, device_name, get_backend,
-                     matmul_precision_note, use, using)
+                     matmul_precision_note, on_device, use, using)
 from .special import erf, erf_portable  # noqa: F401

@@ -190,6 +190,28 @@ def get_backend(name: str = "auto", device=None) -> Backend:
     return _CACHE[key]
 
 
+def on_device(b: Backend, device) -> Backend:
+    """The backend that holds arrays like ``b``'s on ``device`` (PyTorch's ``x.to("cuda")``).
+
+    ``device`` is ``"cpu"``, ``"cuda"``, ``"cuda:N"``, a library's device object, or a
+    :class:`Backend` (returned as is).  The same library when it has that device; NumPy's
+    arrays go to CuPy for ``"cuda"`` and CuPy's to NumPy for ``"cpu"`` (the host twin).
+    Raises BackendUnavailable when no installed library can hold them there.
+    """
+    if isinstance(device, Backend):
+        return device
+    if not isinstance(device, str):
+        device = device_name(device)
+    if ":" in device and device.split(":", 1)[0] in NAMES:  # "torch:cuda": a backend spec
+        return get_backend(device)
+    kind = device.split(":", 1)[0]
+    if b.name == "numpy" and kind == "cuda":
+        return get_backend("cupy", device)
+    if b.name == "cupy" and kind == "cpu":
+        return get_backend("numpy")
+    return get_backend(b.name, device)
+
+
 def cuda_available() -> bool:
     """True when CuPy imports and a CUDA device answers."""
     try:

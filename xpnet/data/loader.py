@@ -41,7 +41,16 @@ class DataLoader:
     :class:`ArrayDataset` is moved there once and each batch is one
     ``xp.take`` per array (a slice when not shuffling); it yields a tuple with
     one Tensor per array.  Any other dataset is indexed sample by sample and
-    the samples are stacked by :func:`default_collate`.
+    the samples are stacked by :func:`default_collate`, or by ``collate_fn(samples)``
+    (PyTorch's argument: its result is yielded as is).
+
+    ``num_workers > 0`` loads the samples of such a dataset (one that does real work per
+    item: decoding, augmentation) in that many worker processes (:mod:`xpnet.data.workers`;
+    ``multiprocessing_context``: ``"fork"``, ``"spawn"``, ``"forkserver"``; default the
+    platform's, as PyTorch), in the same order as ``num_workers=0``; ``worker_init_fn(worker_id)`` runs in each.  An
+    :class:`ArrayDataset` takes whole batches with one ``xp.take`` and uses no workers.
+    ``pin_memory`` is accepted and has no effect: batches are made on the target device by
+    the backend (no page-locked staging buffers are used on any backend).
 
     ``num_replicas`` and ``rank`` shard the data for data-parallel training with
     ``torch.utils.data.DistributedSampler``'s semantics: each epoch one order is
@@ -54,7 +63,8 @@ class DataLoader:
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, backend=None,
-                 num_replicas=None, rank=None):
+                 num_replicas=None, rank=None, *, num_workers=0, collate_fn=None, pin_memory=False,
+                 worker_init_fn=None, multiprocessing_context=None, prefetch_factor=2):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader needs a dataset with __len__ and __getitem__, got "
                             f"{type(dataset).__name__}: wrap arrays as ArrayDataset(X, y)")
@@ -64,6 +74,13 @@ class DataLoader:
                              "or None for the whole dataset in one batch")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"DataLoader: seed={seed!r}: expected a non-negative int or None")
+        if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+            raise ValueError(f"DataLoader: num_workers={num_workers!r}: expected a non-negative int")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"DataLoader: collate_fn must be callable, got {type(collate_fn).__name__}")
+        self.num_workers, self.collate_fn, self.pin_memory = int(num_workers), collate_fn, bool(pin_memory)
+        self.worker_init_fn, self.multiprocessing_context = worker_init_fn, multiprocessing_context
+        self.prefetch_factor = int(prefetch_factor)
         self.num_replicas, self.rank = _check_shard(num_replicas, rank)
         self.dataset = dataset
         self.batch_size = None if batch_size is None else int(batch_size)
@@ -120,7 +137,7 @@ class DataLoader:
             order = self._shard(order, len(self.dataset))
         b = self.backend or B.current_backend()
         self._progress = [epoch_state, start]
-        if isinstance(self.dataset, ArrayDataset):
+        if isinstance(self.dataset, ArrayDataset) and self.collate_fn is None:
             batches = self._array_batches(b, order, n, bs, start, nb)
         else:
             batches = self._sample_batches(b, order, n, bs, start, nb)
@@ -146,10 +163,19 @@ class DataLoader:
             yield k, tuple(Tensor(p) for p in parts)
 
     def _sample_batches(self, b, order, n, bs, start, nb):
-        for k in range(start, nb):
-            lo, hi = k * bs, min((k + 1) * bs, n)
-            ids = range(lo, hi) if order is None else order[lo:hi]
-            yield k, default_collate([self.dataset[int(i)] for i in ids], backend=b)
+        collate = self.collate_fn or (lambda samples: default_collate(samples, backend=b))
+        ids = [(k, range(k * bs, min((k + 1) * bs, n)) if order is None else order[k * bs:(k + 1) * bs])
+               for k in range(start, nb)]
+        if self.num_workers == 0:
+            for k, batch_ids in ids:
+                yield k, collate([self.dataset[int(i)] for i in batch_ids])
+            return
+        from .workers import load_in_workers
+        base = np.random.default_rng([self.seed, self.epoch]).integers(2**62)  # not from self._rng: same order
+        seeds = [int(base) + w for w in range(self.num_workers)]
+        for k, samples in load_in_workers(self.dataset, ids, self.num_workers, seeds, self.multiprocessing_context,
+                                          self.worker_init_fn, self.prefetch_factor):
+            yield k, collate(samples)
 
     # ----------------------------------------------------------------- resume
     def state_dict(self) -> dict:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..autograd.functions import leaky_relu, relu, sigmoid, tanh
 from .functional import activation as F
+from ..autograd.names import axis_names
 from .module import Module
 
 __all__ = ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "ELU", "GELU", "SiLU",
@@ -48,6 +49,7 @@ class LeakyReLU(Module):
 class Softmax(Module):
     """Softmax along ``dim`` (``dim=None``: PyTorch's legacy guess, with its warning)."""
 
+    @axis_names
     def __init__(self, dim=None):
         super().__init__()
         self.dim = dim
@@ -60,6 +62,7 @@ class Softmax(Module):
 
 
 class LogSoftmax(Module):
+    @axis_names
     def __init__(self, dim=None):
         super().__init__()
         self.dim = dim

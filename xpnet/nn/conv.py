@@ -67,8 +67,8 @@ class _ConvNd(Module):
 
 
 class _Conv(_ConvNd):
-    def forward(self, x):
-        return _conv(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+    def forward(self, input):
+        return _conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
                      self.nd, LayerName(self))
 
 
@@ -83,9 +83,30 @@ class _ConvTranspose(_ConvNd):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
                          padding_mode, dtype, backend, output_padding)
 
-    def forward(self, x):
-        return _conv_transpose(x, self.weight, self.bias, self.stride, self.padding, self.output_padding,
+    def forward(self, input, output_size=None):
+        """``output_size`` (the spatial size, or the whole shape) picks the output padding that
+        gives it, as PyTorch; it must lie within ``stride - 1`` above the smallest output size."""
+        outpad = self.output_padding if output_size is None else self._output_padding(input, output_size)
+        return _conv_transpose(input, self.weight, self.bias, self.stride, self.padding, outpad,
                                self.groups, self.dilation, self.nd, LayerName(self))
+
+    def _output_padding(self, input, output_size):
+        """PyTorch's ``_ConvTransposeNd._output_padding``: the padding that yields ``output_size``."""
+        nd, shape = self.nd, tuple(input.shape)
+        lead = 2 if len(shape) == nd + 2 else 1
+        output_size = tuple(int(n) for n in output_size)
+        if len(output_size) == lead + nd:
+            output_size = output_size[lead:]
+        if len(output_size) != nd:
+            raise ValueError(f"{LayerName(self)}: output_size must have {nd} or {nd + lead} elements (got "
+                             f"{len(output_size)})")
+        lo = tuple((shape[lead + i] - 1) * self.stride[i] - 2 * self.padding[i]
+                   + self.dilation[i] * (self.kernel_size[i] - 1) + 1 for i in range(nd))
+        hi = tuple(m + s - 1 for m, s in zip(lo, self.stride))
+        if any(not a <= n <= b for a, n, b in zip(lo, output_size, hi)):
+            raise ValueError(f"{LayerName(self)}: requested an output size of {output_size}, but valid sizes "
+                             f"range from {lo} to {hi} (for an input of {shape[lead:]})")
+        return tuple(n - a for n, a in zip(output_size, lo))
 
 
 class Conv1d(_Conv):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import backend as B
 from ..autograd.functions import flatten, reshape
+from ..autograd.names import axis_names
 from . import init
 from .functional import linear
 from .module import Module, Parameter
@@ -35,11 +36,11 @@ class Linear(Module):
         if self.bias is not None:
             init.fan_in_uniform_(self.bias, self.in_features)
 
-    def forward(self, x):
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {x.shape[-1]} "
-                             f"features in its last axis (shape {tuple(x.shape)}), expected {self.in_features}")
-        return linear(x, self.weight, self.bias)
+    def forward(self, input):
+        if input.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {input.shape[-1]} "
+                             f"features in its last axis (shape {tuple(input.shape)}), expected {self.in_features}")
+        return linear(input, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
@@ -49,8 +50,8 @@ class Identity(Module):
     def __init__(self, *args, **kwargs):
         super().__init__()
 
-    def forward(self, x):
-        return x
+    def forward(self, input):
+        return input
 
 
 class Flatten(Module):
@@ -60,8 +61,8 @@ class Flatten(Module):
         super().__init__()
         self.start_dim, self.end_dim = start_dim, end_dim
 
-    def forward(self, x):
-        return flatten(x, self.start_dim, self.end_dim)
+    def forward(self, input):
+        return flatten(input, self.start_dim, self.end_dim)
 
     def extra_repr(self):
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"
@@ -70,14 +71,15 @@ class Flatten(Module):
 class Unflatten(Module):
     """Split axis ``dim`` into ``unflattened_size`` (e.g. (N, 64) -> (N, 1, 8, 8))."""
 
+    @axis_names
     def __init__(self, dim: int, unflattened_size):
         super().__init__()
         self.dim, self.unflattened_size = dim, tuple(unflattened_size)
 
-    def forward(self, x):
-        shape = tuple(x.shape)
+    def forward(self, input):
+        shape = tuple(input.shape)
         d = self.dim % len(shape)
-        return reshape(x, shape[:d] + self.unflattened_size + shape[d + 1:])
+        return reshape(input, shape[:d] + self.unflattened_size + shape[d + 1:])
 
     def extra_repr(self):
         return f"dim={self.dim}, unflattened_size={self.unflattened_size}"

@@ -250,18 +250,23 @@ class Module:
         return IncompatibleKeys(missing, unexpected)
 
     def to(self, target=None, device=None, dtype=None):
-        """Move every parameter and buffer to a backend (``"torch"``, a Backend) and/or device,
-        and/or convert floating ones to ``dtype`` (``"float64"``); returns ``self``."""
-        if isinstance(target, str) and target in ("float16", "float32", "float64", "bfloat16"):
+        """Move every parameter and buffer to a backend (``"torch"``, a Backend) and/or device
+        (``"cpu"``, ``"cuda"``: as :meth:`Tensor.to`), and/or convert floating ones to ``dtype``
+        (``xpnet.float64``, ``"float64"``, any library's dtype); returns ``self``."""
+        if B.dtype_name_or_none(target) is not None:
             target, dtype = None, target
-        if isinstance(target, str) and (target == "cpu" or target.startswith("cuda")):
-            target, device = None, target
+        if isinstance(target, str) and target.split(":", 1)[0] not in B.NAMES or (
+                target is not None and not isinstance(target, (str, B.Backend))):
+            target, device = None, target  # "cpu", "cuda:1", a library's device object
+        if isinstance(dtype, str):
+            dtype = B.DTYPE_ALIASES.get(dtype, dtype)
         for t in [*self.parameters(), *self.buffers()]:  # non-persistent buffers too, each tensor once
             data = t.data
             if target is not None or device is not None:
-                b = target if isinstance(target, B.Backend) else B.get_backend(
-                    target or t.backend.name, device if device is not None else (
-                        None if target is not None else B.device_name(t.device)))
+                if target is None:
+                    b = B.on_device(t.backend, device)
+                else:
+                    b = target if isinstance(target, B.Backend) else B.get_backend(target, device)
                 data = B.transfer(data, b)
             if dtype is not None and B.dtype_name(data.dtype).startswith(("float", "bfloat")):
                 xp = B.namespace_of(data)
@@ -276,6 +281,20 @@ class Module:
 
     def float(self):
         return self.to(dtype="float32")
+
+    def half(self):
+        return self.to(dtype="float16")
+
+    def bfloat16(self):
+        return self.to(dtype="bfloat16")
+
+    def cpu(self):
+        """Every parameter and buffer in host memory (``to("cpu")``)."""
+        return self.to(device="cpu")
+
+    def cuda(self, device=None):
+        """Every parameter and buffer on a CUDA device (``to("cuda")``; NumPy's arrays go to CuPy)."""
+        return self.to(device="cuda" if device is None else device if isinstance(device, str) else f"cuda:{device}")
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.size for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -22,13 +22,13 @@ class _BatchNorm(Module):
     layout = ""
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = True,
-                 track_running_stats: bool = True, dtype=None, backend=None):
+                 track_running_stats: bool = True, dtype=None, backend=None, *, bias: bool = True):
         super().__init__()
         self.num_features, self.eps, self.momentum = num_features, eps, momentum
         self.affine, self.track_running_stats = affine, track_running_stats
-        if affine:
+        if affine:  # bias=False (PyTorch 2.x): a learned scale without a shift
             self.weight = new_parameter((num_features,), dtype, backend)
-            self.bias = new_parameter((num_features,), dtype, backend)
+            self.register_parameter("bias", new_parameter((num_features,), dtype, backend) if bias else None)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
@@ -55,13 +55,14 @@ class _BatchNorm(Module):
         self.reset_running_stats()
         if self.affine:
             init.ones_(self.weight)
-            init.zeros_(self.bias)
+            if self.bias is not None:
+                init.zeros_(self.bias)
 
     def _name(self):
         return f"{type(self).__name__}({self.extra_repr()})"
 
-    def forward(self, x):
-        shape = tuple(x.shape)
+    def forward(self, input):
+        shape = tuple(input.shape)
         if len(shape) not in self.ranks:
             raise ValueError(f"{self._name()}: input must have {' or '.join(map(str, self.ranks))} dimensions: "
                              f"{self.layout}, got shape {shape}")
@@ -78,7 +79,7 @@ class _BatchNorm(Module):
                     momentum = 1.0 / xp.astype(nbt.data, self.running_mean.dtype)
         use_batch = self.training or self.running_mean is None
         track = not self.training or self.track_running_stats
-        return batch_norm(x, self.running_mean if track else None, self.running_var if track else None,
+        return batch_norm(input, self.running_mean if track else None, self.running_var if track else None,
                           self.weight, self.bias, use_batch, momentum if momentum is not None else 0.0, self.eps)
 
     def extra_repr(self):
@@ -125,11 +126,11 @@ class LayerNorm(Module):
         if self.bias is not None:
             init.zeros_(self.bias)
 
-    def forward(self, x):
-        ns, shape = self.normalized_shape, tuple(x.shape)
+    def forward(self, input):
+        ns, shape = self.normalized_shape, tuple(input.shape)
         if len(shape) < len(ns) or shape[len(shape) - len(ns):] != ns:
             raise ValueError(f"LayerNorm({ns}): input of shape {shape} must end with the normalized shape {ns}")
-        return layer_norm(x, ns, self.weight, self.bias, self.eps)
+        return layer_norm(input, ns, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -139,25 +140,25 @@ class GroupNorm(Module):
     """Normalization of (N, C, *) over groups of C/num_groups channels (and all spatial axes)."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
-                 dtype=None, backend=None):
+                 dtype=None, backend=None, *, bias: bool = True):
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         if affine:
             self.weight = new_parameter((num_channels,), dtype, backend)
-            self.bias = new_parameter((num_channels,), dtype, backend)
+            self.register_parameter("bias", new_parameter((num_channels,), dtype, backend) if bias else None)
             init.ones_(self.weight)
         else:
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
 
-    def forward(self, x):
-        shape = tuple(x.shape)
+    def forward(self, input):
+        shape = tuple(input.shape)
         if len(shape) < 2 or shape[1] != self.num_channels:
             raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}): input of shape {shape} must be "
                              f"(N, {self.num_channels}, ...)")
-        return group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+        return group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"

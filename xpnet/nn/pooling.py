@@ -20,8 +20,8 @@ class _MaxPoolNd(Module):
         self.padding, self.dilation = padding, dilation
         self.return_indices, self.ceil_mode = return_indices, ceil_mode
 
-    def forward(self, x):
-        return P._max_pool(x, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
+    def forward(self, input):
+        return P._max_pool(input, self.kernel_size, self.stride, self.padding, self.dilation, self.ceil_mode,
                            self.return_indices, self.nd, LayerName(self))
 
     def extra_repr(self):
@@ -52,9 +52,9 @@ class _AvgPoolNd(Module):
         self.padding, self.ceil_mode = padding, ceil_mode
         self.count_include_pad, self.divisor_override = count_include_pad, divisor_override
 
-    def forward(self, x):
-        return P._avg_pool(x, self.kernel_size, self.stride, self.padding, self.ceil_mode, self.count_include_pad,
-                           self.divisor_override, self.nd, LayerName(self))
+    def forward(self, input):
+        return P._avg_pool(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
+                           self.count_include_pad, self.divisor_override, self.nd, LayerName(self))
 
     def extra_repr(self):
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -82,8 +82,8 @@ class _AdaptiveAvgPoolNd(Module):
         super().__init__()
         self.output_size = output_size
 
-    def forward(self, x):
-        return P._adaptive_avg(x, self.output_size, self.nd, LayerName(self))
+    def forward(self, input):
+        return P._adaptive_avg(input, self.output_size, self.nd, LayerName(self))
 
     def extra_repr(self):
         return f"output_size={self.output_size}"

@@ -15,18 +15,25 @@ __all__ = ["Embedding"]
 class Embedding(Module):
     """A lookup table: ``weight`` (num_embeddings, embedding_dim), initialized N(0, 1) as PyTorch.
 
-    The row ``padding_idx`` (when given) starts at zero and receives no gradient.
+    The row ``padding_idx`` (when given) starts at zero and receives no gradient;
+    ``max_norm``, ``norm_type`` and ``scale_grad_by_freq`` act as in
+    :func:`xpnet.nn.functional.embedding`.  ``_freeze=True`` makes the weight untrainable.
     """
 
-    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, _weight=None,
-                 dtype=None, backend=None):
+    def __init__(self, num_embeddings: int, embedding_dim: int, padding_idx=None, max_norm=None,
+                 norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False, _weight=None,
+                 _freeze: bool = False, dtype=None, backend=None):
         super().__init__()
+        if sparse:
+            raise ValueError("Embedding: sparse=True is not supported: xpnet's gradients are dense arrays")
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"Embedding({num_embeddings}, {embedding_dim}): padding_idx {padding_idx} is "
                                  f"out of range: expected {-num_embeddings} <= padding_idx < {num_embeddings}")
             padding_idx %= num_embeddings
         self.num_embeddings, self.embedding_dim, self.padding_idx = num_embeddings, embedding_dim, padding_idx
+        self.max_norm, self.norm_type, self.scale_grad_by_freq = max_norm, norm_type, scale_grad_by_freq
+        self.sparse = False
         if _weight is None:
             self.weight = new_parameter((num_embeddings, embedding_dim), dtype, backend)
             self.reset_parameters()
@@ -35,6 +42,8 @@ class Embedding(Module):
                 raise ValueError(f"Embedding({num_embeddings}, {embedding_dim}): _weight has shape "
                                  f"{tuple(_weight.shape)}, expected {(num_embeddings, embedding_dim)}")
             self.weight = _weight if isinstance(_weight, Parameter) else Parameter(_weight)
+        if _freeze:
+            self.weight.requires_grad = False
 
     def reset_parameters(self):
         init.normal_(self.weight)
@@ -44,17 +53,23 @@ class Embedding(Module):
             self.weight.data = xp.where((rows != self.padding_idx)[:, None], w, xp.zeros_like(w))
 
     def forward(self, input):
-        return embedding(input, self.weight, self.padding_idx)
+        return embedding(input, self.weight, self.padding_idx, self.max_norm, self.norm_type,
+                         self.scale_grad_by_freq)
 
     @classmethod
-    def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None):
+    def from_pretrained(cls, embeddings, freeze: bool = True, padding_idx=None, max_norm=None,
+                        norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False):
         """An Embedding holding ``embeddings`` (a 2-D tensor or array of any library),
         frozen (no gradient) unless ``freeze=False``."""
         data = embeddings.data if isinstance(embeddings, Tensor) else B.as_array(embeddings)
         if len(data.shape) != 2:
             raise ValueError(f"Embedding.from_pretrained: embeddings must be 2-D, got shape {tuple(data.shape)}")
-        return cls(data.shape[0], data.shape[1], padding_idx, _weight=Parameter(data, requires_grad=not freeze))
+        return cls(data.shape[0], data.shape[1], padding_idx, max_norm, norm_type, scale_grad_by_freq, sparse,
+                   _weight=Parameter(data, requires_grad=not freeze))
 
     def extra_repr(self):
         pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        pad += f", max_norm={self.max_norm}" if self.max_norm is not None else ""
+        pad += f", norm_type={self.norm_type}" if self.max_norm is not None and self.norm_type != 2 else ""
+        pad += ", scale_grad_by_freq=True" if self.scale_grad_by_freq else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"

@@ -3,3 +3,4 @@
 from .callbacks import *  # noqa: F401,F403
 from .metrics import *  # noqa: F401,F403
 from .trainer import NonFiniteLoss, Trainer  # noqa: F401
+from .tensorboard import TensorBoard  # noqa: F401

@@ -131,38 +131,55 @@ class _Monitor(Callback):
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved for ``patience`` epochs; optionally put back
-    the best weights seen."""
+    """Stop when ``monitor`` has not improved for ``patience`` epochs, as Keras 3
+    (``keras/src/callbacks/early_stopping.py``): the first epoch watched (from
+    ``start_from_epoch``) sets the best value; with a ``baseline`` the patience runs until a
+    value beats both the best and the baseline; training never stops at the first epoch.
+    ``restore_best_weights`` puts the weights of the best epoch back when training ends,
+    whether or not it stopped early."""
 
-    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, mode="auto", baseline=None,
+    def __init__(self, monitor="val_loss", min_delta=0.0, patience=0, verbose=0, mode="auto", baseline=None,
                  restore_best_weights=False, start_from_epoch=0):
         super().__init__(monitor, mode, min_delta)
-        self.patience, self.baseline = patience, baseline
+        self.patience, self.baseline, self.verbose = patience, baseline, verbose
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
 
     def on_train_begin(self, logs=None):
         _check_monitor(self)
-        self.wait, self.stopped_epoch, self.best_weights, self.best_epoch = 0, None, None, None
-        self.best = math.inf if self.mode == "min" else -math.inf
-        if self.baseline is not None:
-            self.best = self.baseline
+        self.wait, self.stopped_epoch, self.best, self.best_weights, self.best_epoch = 0, None, None, None, None
+
+    def _better(self, value, reference) -> bool:
+        if reference is None:
+            return True
+        if self.mode == "min":
+            return value < reference - self.min_delta
+        return value > reference + self.min_delta
+
+    def _weights(self):
+        return {k: B.to_numpy(v).copy() for k, v in self.model.state_dict().items()}
 
     def on_epoch_end(self, epoch, logs=None):
         if epoch < self.start_from_epoch:
             return
         value = self._value(logs)
-        if self._improved(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                self.best_weights = {k: B.to_numpy(v).copy() for k, v in self.model.state_dict().items()}
-            return
+        if self.restore_best_weights and self.best_weights is None:
+            self.best_weights, self.best_epoch = self._weights(), epoch
         self.wait += 1
-        if self.wait >= self.patience:
+        if self._better(value, self.best):
+            self.best, self.best_epoch = value, epoch
+            if self.restore_best_weights:
+                self.best_weights = self._weights()
+            if self.baseline is None or self._better(value, self.baseline):
+                self.wait = 0
+            return
+        if self.wait >= self.patience and epoch > 0:
             self.stopped_epoch = epoch
+            if self.verbose:
+                self.trainer.log(f"Epoch {epoch + 1}: early stopping")
             self.trainer.stop(f"early stopping: {self.monitor} did not improve for {self.wait} epochs")
 
     def on_train_end(self, logs=None):
-        if self.restore_best_weights and self.best_weights is not None and self.stopped_epoch is not None:
+        if self.restore_best_weights and self.best_weights is not None:
             self.model.load_state_dict(self.best_weights)
             self.trainer.log(f"Restored the weights of the best epoch ({self.best_epoch + 1}: "
                              f"{self.monitor} = {self.best:.4g})")
@@ -214,24 +231,50 @@ class ModelCheckpoint(_Monitor):
 
 
 class ReduceLROnPlateau(Callback):
-    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved by ``min_delta``
-    for ``patience`` epochs (Keras's counting), through :class:`xpnet.optim.lr_scheduler.ReduceLROnPlateau`."""
+    """Multiply the learning rate of every parameter group by ``factor`` (not below ``min_lr``)
+    when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs, then wait
+    ``cooldown`` epochs before counting again: Keras 3's counting
+    (``keras/src/callbacks/reduce_lr_on_plateau.py``; with patience 2 and cooldown 1 and no
+    improvement after the first epoch, it reduces after epochs 3, 5, 7, ... counted from 1)."""
 
-    def __init__(self, monitor="val_loss", factor=0.1, patience=10, mode="auto", min_delta=1e-4,
+    def __init__(self, monitor="val_loss", factor=0.1, patience=10, verbose=0, mode="auto", min_delta=1e-4,
                  cooldown=0, min_lr=0.0):
         if factor >= 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be < 1, got {factor}")
         self.monitor, self.mode = monitor, _mode(mode, monitor)
-        self.options = dict(factor=factor, patience=max(patience - 1, 0), threshold=abs(min_delta),
-                            threshold_mode="abs", cooldown=cooldown, min_lr=min_lr)
+        self.factor, self.patience, self.min_delta = factor, patience, abs(min_delta)
+        self.cooldown, self.min_lr, self.verbose = cooldown, min_lr, verbose
 
     def on_train_begin(self, logs=None):
         _check_monitor(self)
-        from ..optim.lr_scheduler import ReduceLROnPlateau as Plateau
-        self.scheduler = Plateau(self.trainer.optimizer, mode=self.mode, **self.options)
+        self.best, self.wait, self.cooldown_counter = None, 0, 0
+
+    def _better(self, value) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
     def on_epoch_end(self, epoch, logs=None):
-        self.scheduler.step(_logged(self, logs))
+        value = _logged(self, logs)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.wait = 0
+        if self._better(value):
+            self.best, self.wait = value, 0
+        elif self.cooldown_counter == 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                reduced = False
+                for group in self.trainer.optimizer.param_groups:
+                    old = float(group["lr"])
+                    if old > self.min_lr:
+                        group["lr"] = max(old * self.factor, self.min_lr)
+                        reduced = True
+                if reduced:
+                    self.cooldown_counter, self.wait = self.cooldown, 0
+                    if self.verbose:
+                        self.trainer.log(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to "
+                                         f"{self.trainer.optimizer.param_groups[0]['lr']:.4g}.")
 
 
 class LearningRateScheduler(Callback):

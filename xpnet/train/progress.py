@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 
 
 def _fmt(logs: dict) -> str:
     return " - ".join(f"{k}: {v:.4g}" for k, v in logs.items())
+
+
+def _wrapped(logs: dict, width: int, indent: str = "  ") -> str:
+    """The epoch logs as ``name: value`` items joined by `` - ``, in lines of at most ``width``
+    characters (an item is never cut)."""
+    lines, line = [], ""
+    for item in (f"{k}: {v:.4g}" for k, v in logs.items()):
+        candidate = f"{line} - {item}" if line else indent + item
+        if line and len(candidate) > width:
+            lines.append(line)
+            candidate = indent + item
+        line = candidate
+    return "\n".join(lines + [line])
 
 
 class Progress:
@@ -36,9 +50,13 @@ class Progress:
     def end_epoch(self, logs, seconds):
         per_step = seconds / max(self.n_batches, 1) * 1e3
         if self.bar is not None:
-            self.bar.set_postfix_str(_fmt(logs), refresh=True)
+            # the bar keeps the loss; the whole line (metrics, val_*) follows it, wrapped to the
+            # terminal's width, so that nothing is cut off on 80 columns
+            self.bar.set_postfix_str(f"loss: {logs['loss']:.4g}" if "loss" in logs else "", refresh=True)
             self.bar.close()
             self.bar = None
+            width = shutil.get_terminal_size((80, 24)).columns
+            print(_wrapped(logs, max(width - 1, 40)), flush=True)
         elif self.verbose:
             print(f"Epoch {self.epoch + 1}/{self.epochs} - {seconds:.1f}s {per_step:.1f}ms/step - {_fmt(logs)}",
                   flush=True)

@@ -48,15 +48,35 @@ def _pick_backend(device, backend):
 
 
 def _loss_fn(loss):
-    if callable(loss):
+    """A loss given as a callable or by name (PyTorch's and Keras's names; the cross entropies
+    take logits, as PyTorch's: a model ends with Linear, not Softmax)."""
+    if loss is None or callable(loss):
         return loss
     from ..nn import functional as F
-    table = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss, "mae": F.l1_loss, "l1": F.l1_loss,
-             "bce": F.binary_cross_entropy, "bce_with_logits": F.binary_cross_entropy_with_logits,
-             "nll": F.nll_loss, "huber": F.huber_loss}
+    table = {"cross_entropy": F.cross_entropy, "categorical_crossentropy": F.cross_entropy,
+             "sparse_categorical_crossentropy": F.cross_entropy, "mse": F.mse_loss, "mean_squared_error": F.mse_loss,
+             "mae": F.l1_loss, "mean_absolute_error": F.l1_loss, "l1": F.l1_loss,
+             "bce": F.binary_cross_entropy, "binary_crossentropy": F.binary_cross_entropy_with_logits,
+             "bce_with_logits": F.binary_cross_entropy_with_logits, "nll": F.nll_loss, "huber": F.huber_loss,
+             "smooth_l1": F.smooth_l1_loss, "kl_div": F.kl_div, "hinge": F.hinge_loss}
     if loss not in table:
         raise ValueError(f"unknown loss {loss!r}: pass a callable or one of {', '.join(table)}")
     return table[loss]
+
+
+_OPTIMIZERS = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW", "rmsprop": "RMSprop", "adagrad": "Adagrad",
+               "adadelta": "Adadelta", "nadam": "NAdam", "lion": "Lion"}
+
+
+def _optimizer(optimizer, model):
+    """An optimizer given as an object or by name (Keras's habit): the class's defaults, PyTorch's."""
+    if not isinstance(optimizer, str):
+        return optimizer
+    from .. import optim
+    name = _OPTIMIZERS.get(optimizer.lower())
+    if name is None:
+        raise ValueError(f"unknown optimizer {optimizer!r}: pass an optimizer or one of {', '.join(_OPTIMIZERS)}")
+    return getattr(optim, name)(model.parameters())
 
 
 def _check_history(meta):
@@ -74,7 +94,11 @@ class Trainer:
 
     ``device="auto"`` picks CuPy on a CUDA GPU when there is one, else NumPy;
     ``backend``/``device`` name one explicitly (``backend="torch", device="cuda"``).
-    The model is moved there.  ``metrics`` are names (``"accuracy"``, ``"top5"``,
+    The model is moved there.  ``loss`` is a callable or a name (``"cross_entropy"`` or
+    ``"categorical_crossentropy"``, ``"mse"``, ``"mae"``, ``"binary_crossentropy"``, ...);
+    ``optimizer`` an optimizer or a name (``"adam"``, ``"sgd"``, ``"adamw"``, ``"rmsprop"``, ...)
+    made with the class's defaults (PyTorch's: SGD's lr is 1e-3).  Without loss and optimizer
+    the Trainer serves :meth:`predict` (``fit`` needs both, ``evaluate`` the loss).  ``metrics`` are names (``"accuracy"``, ``"top5"``,
     ``"f1"``, ``"mse"``, ...) or Metric objects.  ``scheduler`` (from
     :mod:`xpnet.optim.lr_scheduler`) steps every epoch (``scheduler_interval="step"``:
     every optimizer step; ReduceLROnPlateau gets ``val_loss``, else ``loss``).
@@ -97,7 +121,7 @@ class Trainer:
     and only rank 0 prints and writes files (the others wait at a barrier after a save).
     """
 
-    def __init__(self, model, loss, optimizer, metrics=(), *, device="auto", backend=None, scheduler=None,
+    def __init__(self, model, loss=None, optimizer=None, metrics=(), *, device="auto", backend=None, scheduler=None,
                  scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1,
                  compile=False):
         if accumulate < 1:
@@ -110,7 +134,7 @@ class Trainer:
         self.model = model.to(self.backend)
         self._module = self.parallel.wrap(self.model)  # what the step calls: the model, or its DDP wrapper
         self.loss_fn = _loss_fn(loss)
-        self.optimizer = optimizer
+        self.optimizer = _optimizer(optimizer, self.model)
         self.metrics = [get_metric(m, num_classes) for m in metrics]
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
         self.clip_grad_norm, self.accumulate = clip_grad_norm, accumulate
@@ -123,13 +147,15 @@ class Trainer:
         self.interrupted = self.bad_loss = False
         self._announced = False
         self._updating = False  # inside optimizer.step(): an error there may leave it half done
+        self._window = None  # the number of batches in the current accumulation window (set by fit)
         self._compiled = None
         if compile and self.parallel.active:
             warnings.warn("Trainer(compile=True) under a launcher: the steps run eagerly (the gradient "
                           "all-reduce of several processes is not recorded by xpnet.compile yet)", stacklevel=2)
         elif compile:
             from ..compile import compile as _compile
-            roots = [self.model, self.optimizer] + ([self.loss_fn] if hasattr(self.loss_fn, "parameters") else [])
+            roots = [r for r in (self.model, self.optimizer) if r is not None] + (
+                [self.loss_fn] if hasattr(self.loss_fn, "parameters") else [])
             self._compiled = (_compile(self._traced_train_step, state=roots),
                               _compile(self._traced_eval_step, state=roots))
 
@@ -181,11 +207,12 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
 
-    def _traced_train_step(self, x, y, update: bool):
-        """The part of :meth:`train_step` that ``compile=True`` records and replays."""
+    def _traced_train_step(self, x, y, update: bool, window: int):
+        """The part of :meth:`train_step` that ``compile=True`` records and replays (``window``: the
+        batches of this update window, a Python value: the short last window of an epoch is its own trace)."""
         out = self.model(x)
         loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
-        (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
+        (loss * (1.0 / window) if window > 1 else loss).backward()
         if update:
             if self.clip_grad_norm is not None:
                 from ..nn.utils import clip_grad_norm_
@@ -204,7 +231,7 @@ class Trainer:
         if self._compiled is not None:
             self.step_in_epoch += 1
             update = self.step_in_epoch % self.accumulate == 0 or last
-            loss, out = self._compiled[0](x, y, update)
+            loss, out = self._compiled[0](x, y, update, self._window or self.accumulate)
             if update and self.scheduler is not None and self.scheduler_interval == "step":
                 self.scheduler.step()
             self.global_step += 1
@@ -213,7 +240,9 @@ class Trainer:
         with self.parallel.no_sync(not update):  # gradients are averaged over ranks on updates only
             out = self._module(x)
             loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
-            (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
+            # the mean over the batches of an update window; the last window of an epoch may be shorter
+            window = self._window or self.accumulate
+            (loss * (1.0 / window) if window > 1 else loss).backward()
         self.step_in_epoch += 1
         if update:
             self._update()
@@ -221,16 +250,24 @@ class Trainer:
         return loss, out
 
     # ------------------------------------------------------------------ fit
-    def fit(self, x, y=None, *, epochs=1, batch_size=32, validation_data=None, callbacks=(), shuffle=True,
-            seed=None, initial_epoch=0, log_every=None):
+    def fit(self, x, y=None, *, epochs=1, batch_size=32, validation_data=None, validation_split=0.0, callbacks=(),
+            shuffle=True, seed=None, initial_epoch=0, log_every=None):
         """Train for ``epochs`` epochs and return the :class:`History`.
 
         ``x`` is an array (with targets ``y``), a Dataset or a DataLoader;
         ``validation_data`` is ``(x_val, y_val)``, a Dataset or a DataLoader.
+        ``validation_split`` (arrays only, as Keras) holds out that fraction of ``x``/``y``,
+        the last samples before any shuffling, for validation; ``validation_data`` wins
+        when both are given.
         ``log_every`` steps (default: about 20 times per epoch) the loss is
         read back to update the progress line and checked for NaN/Inf.
         Ctrl-C stops after the current step; the History so far is kept.
         """
+        if self.optimizer is None or self.loss_fn is None:
+            raise ValueError("fit needs a loss and an optimizer: Trainer(model, loss, optimizer), e.g. "
+                             "Trainer(model, 'cross_entropy', 'adam')")
+        if validation_split and validation_data is None:
+            x, y, validation_data = self._split_off(x, y, validation_split)
         loader = self.parallel.shard(self._loader(x, y, batch_size, shuffle, seed))
         val_loader = None
         if validation_data is not None:
@@ -274,6 +311,21 @@ class Trainer:
             self.log(f"Stopped: {self.stop_reason}")
         return self.history
 
+    @staticmethod
+    def _split_off(x, y, fraction):
+        """Keras's ``validation_split``: the last ``fraction`` of the samples, before shuffling."""
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"validation_split must be in (0, 1), got {fraction}")
+        if not hasattr(x, "shape") or (y is not None and not hasattr(y, "shape")):
+            raise ValueError("validation_split needs arrays x and y (as Keras): for a Dataset or a DataLoader "
+                             "pass validation_data instead")
+        n = x.shape[0]
+        at = int(math.ceil(n * (1.0 - fraction)))  # Keras's split point
+        if at == 0 or at == n:
+            raise ValueError(f"validation_split={fraction} of {n} samples leaves no "
+                             f"{'training' if at == 0 else 'validation'} samples")
+        return x[:at], (None if y is None else y[:at]), ((x[at:], y[at:]) if y is not None else (x[at:],))
+
     def _epoch(self, loader, val_loader, cbs, progress, log_every):
         epoch = self.epoch
         for cb in cbs:
@@ -292,6 +344,7 @@ class Trainer:
                 xb, yb = self._split(batch)
                 for cb in cbs:
                     cb.on_train_batch_begin(i)
+                self._window = min(self.accumulate, n_batches - i // self.accumulate * self.accumulate)
                 loss, out = self.train_step(xb, yb, last=i == n_batches - 1)
                 pending.append(loss.data)
                 with no_grad():
@@ -409,7 +462,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluate / predict
     def evaluate(self, x, y=None, *, batch_size=256, _step="evaluate"):
-        """Mean loss and metrics over ``x`` (no gradients, eval mode) as a dict of floats."""
+        """Mean loss and metrics over ``x`` (no gradients, eval mode) as a dict of Python floats."""
+        if self.loss_fn is None:
+            raise ValueError("evaluate needs a loss: Trainer(model, loss, ...), e.g. Trainer(model, 'cross_entropy')")
         loader = self.parallel.shard(self._loader(x, y, batch_size))
         metrics = [type(m)(m.num_classes) if hasattr(m, "num_classes") else (
             type(m)(m.k) if hasattr(m, "k") else type(m)()) for m in self.metrics]
@@ -451,13 +506,15 @@ class Trainer:
         return out
 
     def predict(self, x, *, batch_size=256):
-        """The model's outputs for ``x``, concatenated over batches (eval mode, no gradients)."""
+        """The model's outputs for ``x``, concatenated over batches (eval mode, no gradients), as a
+        NumPy array on the host (as Keras; one device-to-host copy at the end)."""
         loader = self._loader(x, None, batch_size)
         self.model.eval()
         try:
             with self._out_of_memory("predict", loader), B.using(self.backend), no_grad():
                 outs = [self.model(self._split(batch)[0]) for batch in loader]
-                return concat(outs, axis=0) if len(outs) > 1 else outs[0]
+                out = concat(outs, axis=0) if len(outs) > 1 else outs[0]
+                return B.to_numpy(out.data if isinstance(out, Tensor) else out)
         finally:
             self.model.train()
 

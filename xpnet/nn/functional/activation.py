@@ -10,10 +10,10 @@ one, else a portable version (see ``xpnet.backend.erf``).
 from __future__ import annotations
 
 import math
-import warnings
 
-from ...autograd.functions import _norm_axes, _shape, astype, exp, leaky_relu, relu, sigmoid, sum, tanh
+from ...autograd.functions import exp, leaky_relu, relu, sigmoid, tanh
 from ... import backend as B
+from ...autograd.softmax import LogSoftmax, Softmax, log_softmax, softmax  # noqa: F401
 from ...autograd.tensor import Function, Tensor, _raw
 
 __all__ = ["relu", "leaky_relu", "sigmoid", "tanh", "softmax", "log_softmax", "elu", "gelu", "silu",
@@ -36,79 +36,7 @@ def erf(x):
 
 
 # ------------------------------------------------------------------ softmax
-
-
-def _softmax_dim(name: str, ndim: int) -> int:
-    """PyTorch's legacy choice when ``dim=None``: 0 for 0-, 1- and 3-D inputs, else 1 (with its warning)."""
-    warnings.warn(f"Implicit dimension choice for {name} has been deprecated. "
-                  "Change the call to include dim=X as an argument.", UserWarning, stacklevel=4)
-    return 0 if ndim in (0, 1, 3) else 1
-
-
-class Softmax(Function):
-    """exp(x - max) / sum along ``dim``; rows that are all -inf give zeros, not NaN (masked
-    attention).  ``cached``, the known output for this input, skips the work (a fused loss
-    passes the softmax it already has).  Backward: y * (g - sum(g * y))."""
-
-    def __init__(self, dim, cached=None):
-        self.dim, self.cached = dim, cached
-
-    def forward(self, xp, x):
-        if self.cached is not None:
-            return self.cached
-        m = xp.max(x, axis=self.dim, keepdims=True)
-        e = xp.exp(x - xp.where(xp.isfinite(m), m, xp.zeros_like(m)))
-        s = xp.sum(e, axis=self.dim, keepdims=True)
-        return e / xp.where(s > 0, s, xp.ones_like(s))
-
-    def backward(self, g, y, x):
-        return y * (g - sum(g * y, self.dim, keepdims=True)),
-
-
-class LogSoftmax(Function):
-    """x - max - log(sum(exp(x - max))) along ``dim``; backward g - exp(y) * sum(g)."""
-
-    def __init__(self, dim):
-        self.dim = dim
-
-    def forward(self, xp, x):
-        s = x - xp.max(x, axis=self.dim, keepdims=True)
-        return s - xp.log(xp.sum(xp.exp(s), axis=self.dim, keepdims=True))
-
-    def backward(self, g, y, x):
-        return g - exp(y) * sum(g, self.dim, keepdims=True),
-
-
-def _prepare_softmax(name, x, dim, dtype):
-    if dtype is not None:
-        x = astype(x, dtype)
-    ndim = len(_shape(_raw(x)))
-    if dim is None:
-        dim = _softmax_dim(name, ndim)
-    if ndim == 0:
-        raise ValueError(f"{name}: the input is 0-dimensional: expected at least 1 dimension")
-    if not -ndim <= dim < ndim:
-        raise ValueError(f"{name}: dim {dim} is out of range for an input with {ndim} dimensions "
-                         f"(shape {_shape(_raw(x))}): expected {-ndim} <= dim < {ndim}")
-    return x, _norm_axes(dim, ndim)[0]
-
-
-def softmax(input, dim=-1, dtype=None):
-    """exp(x) / sum(exp(x)) along ``dim``, computed without overflow.
-
-    ``dim`` defaults to the last axis (PyTorch warns and guesses when it is
-    left out; ``dim=None`` here makes the same guess with the same warning).
-    ``dtype`` converts the input first.
-    """
-    x, dim = _prepare_softmax("softmax", input, dim, dtype)
-    return Softmax(dim)(x)
-
-
-def log_softmax(input, dim=-1, dtype=None):
-    """log(softmax(x)) along ``dim``, as x - logsumexp(x) (stable for any |x|)."""
-    x, dim = _prepare_softmax("log_softmax", input, dim, dtype)
-    return LogSoftmax(dim)(x)
-
+# Softmax and LogSoftmax live in autograd (Tensor.softmax needs them; layers only look down).
 
 # ------------------------------------------------------------------ elementwise
 

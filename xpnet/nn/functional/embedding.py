@@ -6,7 +6,7 @@ import math
 
 from ... import backend as B
 from ...autograd.functions import IndexAdd, reshape
-from ...autograd.tensor import Function, _raw
+from ...autograd.tensor import Function, Tensor, _raw
 
 __all__ = ["embedding"]
 
@@ -15,8 +15,9 @@ class Embedding(Function):
     """``weight[idx]`` for an index array of any shape; the backward scatter-adds the
     gradient rows (repeated indices add up), skipping ``padding_idx``."""
 
-    def __init__(self, idx, num_embeddings, padding_idx):
+    def __init__(self, idx, num_embeddings, padding_idx, scale_grad_by_freq=False):
         self.idx, self.n, self.padding_idx = idx, num_embeddings, padding_idx
+        self.scale_grad_by_freq = scale_grad_by_freq
 
     def forward(self, xp, w):
         flat = xp.reshape(self.idx, (-1,))
@@ -28,7 +29,28 @@ class Embedding(Function):
         g2 = reshape(g, (flat.shape[0], _raw(w).shape[1]))
         if self.padding_idx is not None:
             g2 = g2 * xp.astype(flat != self.padding_idx, _raw(g).dtype)[:, None]
+        if self.scale_grad_by_freq:  # each row's gradient divided by its count in the batch
+            counts = _counts(xp, flat, self.n, _raw(g).dtype)
+            g2 = g2 / xp.take(counts, flat, axis=0)[:, None]
         return IndexAdd(flat, 0, self.n)(g2),
+
+
+def _counts(xp, flat, n, dtype):
+    """How often each of the ``n`` rows occurs in the flat index array ``flat``."""
+    return B.scatter_add(xp.ones(flat.shape, dtype=dtype, device=B.array_api_compat.device(flat)), flat, n)
+
+
+def _renorm(xp, w, idx, max_norm, norm_type):
+    """``w`` with the rows that ``idx`` picks rescaled to a ``norm_type``-norm of at most
+    ``max_norm`` (PyTorch's ``embedding_renorm_``: scale ``max_norm / (norm + 1e-7)``)."""
+    a = xp.abs(w)
+    if norm_type == math.inf:
+        norms = xp.max(a, axis=1)
+    else:
+        norms = xp.sum(a ** norm_type, axis=1) ** (1.0 / norm_type)
+    used = _counts(xp, xp.reshape(idx, (-1,)), w.shape[0], w.dtype) > 0
+    scale = xp.where(used & (norms > max_norm), max_norm / (norms + 1e-7), xp.ones_like(norms))
+    return w * scale[:, None]
 
 
 def _indices(input, weight_array, who: str):
@@ -48,13 +70,21 @@ def _indices(input, weight_array, who: str):
     return idx
 
 
-def embedding(input, weight, padding_idx=None):
+def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float = 2.0,
+              scale_grad_by_freq: bool = False, sparse: bool = False):
     """Rows of ``weight`` (num_embeddings, embedding_dim) at the integer indices ``input``
     (any shape): the result has shape ``(*input.shape, embedding_dim)``.
 
-    The row ``padding_idx`` (when given) receives no gradient.  An index outside
+    The row ``padding_idx`` (when given) receives no gradient.  With ``max_norm``, the rows
+    that ``input`` picks are first rescaled to a ``norm_type``-norm of at most ``max_norm``,
+    in ``weight`` itself when it is a tensor (as PyTorch, outside the graph).
+    ``scale_grad_by_freq`` divides each row's gradient by its count in ``input``.
+    Gradients are dense: ``sparse=True`` raises ValueError.  An index outside
     ``[0, num_embeddings)`` raises IndexError (one device read of its min and max).
     """
+    if sparse:
+        raise ValueError("embedding: sparse=True is not supported: xpnet's gradients are dense arrays "
+                         "(use sparse=False)")
     w = _raw(weight)
     if len(w.shape) != 2:
         raise ValueError(f"embedding: weight must be 2-D (num_embeddings, embedding_dim), got shape {tuple(w.shape)}")
@@ -67,5 +97,11 @@ def embedding(input, weight, padding_idx=None):
         padding_idx %= n
     if math.prod(idx.shape) > 0:
         idx = B.check_indices(idx, n, f"embedding (num_embeddings={n})")
-    return Embedding(idx, n, padding_idx)(weight)
+    if max_norm is not None:
+        w = _renorm(B.namespace_of(w), w, idx, float(max_norm), float(norm_type))
+        if isinstance(weight, Tensor):
+            weight.data = w  # in place, not recorded (torch.embedding_renorm_)
+        else:
+            weight = w
+    return Embedding(idx, n, padding_idx, scale_grad_by_freq)(weight)
 
