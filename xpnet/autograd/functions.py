@@ -678,15 +678,143 @@ class IndexZerosSet(Function):
         return getitem(g, self.key),
 
 
+def _is_index_array(k) -> bool:
+    return isinstance(k, (Tensor, list)) or hasattr(k, "shape")
+
+
+def _expand_key(key, shape):
+    """``key`` with ``...`` spelled out as slices; IndexError for too many indices."""
+    used = builtins.sum(1 if not (_is_index_array(k) and _is_bool(k)) else len(_shape(_raw(k)))
+                        for k in key if k is not None and k is not Ellipsis)
+    if used > len(shape):
+        raise IndexError(f"too many indices for a tensor of {len(shape)} dimensions (shape {shape}): "
+                         f"got {used}")
+    at = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(at) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    fill = (slice(None),) * (len(shape) - used)
+    if at:
+        return key[:at[0]] + fill + key[at[0] + 1:]
+    return key + fill
+
+
+def _is_bool(k) -> bool:
+    if isinstance(k, list):
+        return len(k) > 0 and builtins.all(isinstance(v, bool) for v in k)
+    d = _raw(k)
+    return B.namespace_of(d).isdtype(d.dtype, "bool")
+
+
+def _check_int(i, n, d):
+    if not -n <= i < n:
+        raise IndexError(f"index {i} is out of range for dimension {d} with size {n}: expected {-n} <= index < {n}")
+    return i % n
+
+
 def getitem(x, key):
-    """``x[key]``: basic indexing (a trailing ``...`` is implied, as in NumPy), or an integer
-    array/list, taken along axis 0."""
-    if isinstance(key, Tensor) or hasattr(key, "shape") or isinstance(key, list):
-        return take(x, key, axis=0)
+    """``x[key]`` with PyTorch's semantics: integers (IndexError when out of range), slices,
+    ``None`` and ``...`` (basic indexing, a trailing ``...`` implied), and advanced indexing by
+    integer arrays, lists, tensors and boolean masks, alone or mixed with the others in a
+    tuple (negative indices count from the end; the gradient of a repeated index adds up).
+    Integers are applied first, as PyTorch does (``x[0, :, [0, 1]]`` has shape ``(x.shape[1], 2)``).
+    """
+    shape = _shape(_raw(x))
     key = key if isinstance(key, tuple) else (key,)
-    if Ellipsis not in key and builtins.sum(k is not None for k in key) < len(_shape(_raw(x))):
-        key = key + (Ellipsis,)
+    if any(_is_index_array(k) for k in key):
+        if len(key) == 1 and not _is_bool(key[0]) and len(shape) > 0:  # one integer array: take along axis 0
+            return take(x, key[0], axis=0)
+        return _advanced(x, _expand_key(key, shape), shape)
+    key = _expand_key(key, shape)
+    d = 0
+    for k in key:
+        if k is None:
+            continue
+        if isinstance(k, int) and not isinstance(k, bool):
+            _check_int(k, shape[d], d)
+        d += 1
     return GetItem(key)(x)
+
+
+def _advanced(x, key, shape):
+    """Advanced indexing as one gather at flat positions (its backward scatter-adds, see :class:`Take`).
+
+    The flat position of every output element is a sum of broadcast terms, one per key entry:
+    ``start + step * arange`` for a slice, the (wrapped, range-checked) array times the axis's
+    stride for an index array; a boolean mask stands for its ``nonzero()`` arrays.  The
+    arrays' broadcast shape goes where the first of them stands when they are adjacent, else
+    first (NumPy's and PyTorch's rule)."""
+    xp = _xp(x)
+    xr = _raw(x)
+    dev = B.array_api_compat.device(xr)
+    strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
+    offset, d = 0, 0
+    entries = []  # ("dim", size, term or None) and ("arr", index array times stride)
+    for k in key:
+        if k is None:
+            entries.append(("dim", 1, None))
+        elif _is_index_array(k):
+            a = _raw(k)
+            if not hasattr(a, "shape"):
+                a = B.as_array(a, "bool" if _is_bool(k) else "int64", B.backend_of(xr))
+            elif B.namespace_of(a) is not xp:
+                raise TypeError(f"index: the index lives on backend {B.backend_of(a).name} but the tensor on "
+                                f"{B.backend_of(xr).name}: move it with tensor.to(...) first")
+            if xp.isdtype(a.dtype, "bool"):
+                want = shape[d:d + a.ndim]
+                if tuple(a.shape) != want:
+                    raise IndexError(f"the boolean mask of shape {tuple(a.shape)} does not match the indexed "
+                                     f"dimensions {d}..{d + a.ndim - 1} of shape {want} (tensor shape {shape})")
+                if a.ndim == 0:
+                    raise IndexError("a 0-d boolean index is not supported")
+                for i, nz in enumerate(xp.nonzero(a)):
+                    entries.append(("arr", nz * strides[d + i]))
+                d += a.ndim
+                continue
+            if not xp.isdtype(a.dtype, "integral"):
+                raise IndexError(f"tensors used as indices must be integer or boolean, got {B.dtype_name(a.dtype)}")
+            a = B.check_indices(a, shape[d], f"index along dimension {d} (size {shape[d]})", wrap=True)
+            entries.append(("arr", xp.astype(a, xp.int64) * strides[d]))
+            d += 1
+        elif isinstance(k, slice):
+            r = range(*k.indices(shape[d]))
+            entries.append(("dim", len(r), (r.start, r.step, strides[d])))
+            d += 1
+        else:
+            offset += _check_int(int(k), shape[d], d) * strides[d]
+            d += 1
+    arrays = [a for kind, a in ((e[0], e[-1]) for e in entries) if kind == "arr"]
+    where = [i for i, e in enumerate(entries) if e[0] == "arr"]
+    bshape = _broadcast_shapes([tuple(a.shape) for a in arrays])
+    adjacent = where == list(range(where[0], where[-1] + 1))
+    dims = [e for e in entries if e[0] == "dim"]
+    before = where[0] if adjacent else 0
+    out_shape = tuple(e[1] for e in dims[:before]) + bshape + tuple(e[1] for e in dims[before:])
+    rank = len(out_shape)
+    pos = None
+    for a in arrays:
+        pos = a if pos is None else pos + a
+    pos = xp.reshape(xp.broadcast_to(pos, bshape), (1,) * before + bshape + (1,) * (len(dims) - before))
+    for j, (_, n, term) in enumerate(dims):
+        if term is None:
+            continue
+        start, step, stride = term
+        axis = j if j < before else j + len(bshape)
+        t = xp.arange(n, dtype=xp.int64, device=dev) * (step * stride) + start * stride
+        pos = pos + xp.reshape(t, tuple(n if i == axis else 1 for i in range(rank)))
+    pos = xp.broadcast_to(pos + offset, out_shape) if offset else xp.broadcast_to(pos, out_shape)
+    flat = Take(xp.reshape(pos, (-1,)), 0)(reshape(x, (-1,)))
+    return reshape(flat, out_shape)
+
+
+def _broadcast_shapes(shapes):
+    rank = builtins.max(len(s) for s in shapes)
+    out = []
+    for i in range(rank):
+        sizes = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0} - {1}
+        if len(sizes) > 1:
+            raise IndexError(f"shape mismatch: index arrays of shapes {shapes} cannot be broadcast together")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 class Take(Function):
@@ -728,19 +856,27 @@ def _index_array(x, indices):
 
 
 def take(x, indices, axis: int = 0):
-    """Slices of ``x`` at integer ``indices`` (1-D, each in ``[0, n)``) along ``axis``."""
+    """Slices of ``x`` at integer ``indices`` (1-D) along ``axis``; a negative index counts from
+    the end (as ``torch.take`` and NumPy); one outside ``[-n, n)`` raises IndexError."""
     idx = _index_array(x, indices)
     axis = axis % len(_shape(_raw(x)))
-    idx = B.check_indices(idx, _shape(_raw(x))[axis], f"take along axis {axis}")
+    idx = B.check_indices(idx, _shape(_raw(x))[axis], f"take along axis {axis}", wrap=True)
     return Take(idx, axis)(x)
 
 
-def take_along_axis(x, indices, axis: int = -1):
-    """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis`` (PyTorch's ``gather``)."""
+def _along_axis(x, indices, axis, wrap, name):
     xp = _xp(x)
     idx = _index_array(x, indices)
     shape = _shape(_raw(x))
-    axis = axis % len(shape)
+    if len(shape) == 0:  # a 0-d input: axis 0 or -1, indices 0-d or (1,)
+        _norm_axes(axis, 0)
+        idx = B.check_indices(xp.reshape(idx, (-1,)), 1, f"{name} of a 0-d tensor", wrap=wrap)
+        return reshape(take(reshape(x, (1,)), idx, 0), tuple(_index_array(x, indices).shape))
+    axis = _norm_axes(axis, len(shape))[0]
+    if idx.ndim != len(shape):
+        raise ValueError(f"{name}: indices of shape {tuple(idx.shape)} need as many dimensions as the input "
+                         f"of shape {shape}")
+    idx = B.check_indices(idx, shape[axis], f"{name} along axis {axis} (size {shape[axis]})", wrap=wrap)
     dev = B.array_api_compat.device(idx)
     strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
     flat = idx * strides[axis]
@@ -749,10 +885,20 @@ def take_along_axis(x, indices, axis: int = -1):
             r = xp.reshape(xp.arange(idx.shape[d], dtype=idx.dtype, device=dev),
                            tuple(-1 if i == d else 1 for i in range(len(shape))))
             flat = flat + r * strides[d]
-    return reshape(take(reshape(x, (-1,)), xp.reshape(flat, (-1,)), 0), tuple(idx.shape))
+    return reshape(Take(xp.reshape(flat, (-1,)), 0)(reshape(x, (-1,))), tuple(idx.shape))
 
 
-gather = take_along_axis
+def take_along_axis(x, indices, axis: int = -1):
+    """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis`` (NumPy's
+    ``take_along_axis``, PyTorch's ``take_along_dim``): a negative index counts from the end;
+    one outside ``[-n, n)`` raises IndexError."""
+    return _along_axis(x, indices, axis, True, "take_along_axis")
+
+
+def gather(x, indices, axis: int = -1):
+    """PyTorch's ``gather``: :func:`take_along_axis`, except that a negative index raises
+    IndexError, as ``torch.gather`` refuses it."""
+    return _along_axis(x, indices, axis, False, "gather")
 
 
 # ------------------------------------------------------- non-differentiable

@@ -1,0 +1,120 @@
+"""Numbers at the edges (issue 11): every input PyTorch accepts gives PyTorch's values and
+gradients, one section per kind of fault, each with several members, on every backend."""
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import backend as B
+from xpnet.autograd.gradcheck import gradcheck
+
+from conftest import to_np
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def _leaf(a, dtype="float64"):
+    return xn.tensor(np.asarray(a, dtype=float), dtype=dtype, requires_grad=True)
+
+
+# ---------------------------------------------------------------- 1. advanced indexing backward adds up
+
+X24 = np.arange(24.0).reshape(2, 3, 4)
+ADVANCED_KEYS = {
+    "repeated_pairs": ([0, 0], [1, 1]),
+    "slice_then_repeated": (slice(None), [0, 0, -1]),
+    "separated_arrays": ([0, 1], slice(None), [0, -1]),
+    "int_then_array": (0, slice(None), [0, 1]),
+    "none_ellipsis": (None, [1, 1], Ellipsis, [2, 2]),
+    "bool_mask_full": (X24 > 5,),
+    "bool_mask_inner": (slice(None), X24[0] > 5),
+    "broadcast_arrays": (np.array([[0], [1]]), [0, 2]),
+    "one_list": ([1, -1, 1],),
+    "strided_slices": (slice(None, None, 2), [2, 0, 2], slice(1, None)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ADVANCED_KEYS))
+def test_advanced_indexing_matches_torch_and_accumulates(bk, name):
+    torch = _torch()
+    key = ADVANCED_KEYS[name]
+    x = _leaf(X24)
+    y = x[tuple(xn.tensor(k) if isinstance(k, np.ndarray) else k for k in key)]  # tensors inside the tuple
+    (y * y).sum().backward()
+    xt = torch.tensor(X24, requires_grad=True)
+    yt = xt[tuple(torch.tensor(k) if isinstance(k, np.ndarray) else k for k in key)]
+    (yt * yt).sum().backward()
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_allclose(to_np(y), yt.detach().numpy())
+    np.testing.assert_allclose(to_np(x.grad), xt.grad.numpy())
+
+
+def test_repeated_index_gradient_is_counted_twice(bk):
+    x = _leaf(np.arange(6.0).reshape(2, 3))
+    x[[0, 0], [1, 1]].sum().backward()
+    assert to_np(x.grad)[0, 1] == 2.0 and to_np(x.grad).sum() == 2.0
+
+
+def test_advanced_indexing_gradcheck(bk):
+    x = _leaf(np.random.default_rng(0).normal(size=(3, 4)))
+    assert gradcheck(lambda a: a[[0, 2, 0], :][:, [1, 1, 3]] * a[[2, 2], [0, 0]][0], x)
+
+
+# ---------------------------------------------------------------- 2. negative indices follow PyTorch
+
+def test_take_along_axis_wraps_negative_as_torch_take_along_dim(bk):
+    torch = _torch()
+    x = xn.tensor(np.arange(6.0).reshape(2, 3), dtype="float64")
+    got = xn.take_along_axis(x, xn.tensor([[0], [-1]]), axis=1)
+    np.testing.assert_array_equal(to_np(got), torch.take_along_dim(
+        torch.arange(6.0).reshape(2, 3), torch.tensor([[0], [-1]]), 1).numpy())
+    np.testing.assert_array_equal(to_np(got), [[0.0], [5.0]])
+
+
+def test_take_and_list_index_wrap_negative(bk):
+    x = _leaf(np.arange(6.0).reshape(3, 2))
+    y = xn.take(x, [-1, 0, -1], axis=0)
+    np.testing.assert_array_equal(to_np(y), [[4, 5], [0, 1], [4, 5]])
+    y.sum().backward()
+    np.testing.assert_array_equal(to_np(x.grad), [[1, 1], [0, 0], [2, 2]])
+    np.testing.assert_array_equal(to_np(x[[-3]]), [[0, 1]])
+
+
+@pytest.mark.parametrize("call, index", [
+    (lambda x: xn.take(x, [0, -4]), "-4"),
+    (lambda x: xn.take_along_axis(x, [[0, 1], [-3, 0], [0, 0]], axis=1), "-3"),
+    (lambda x: xn.gather(x, [[0, 1], [-1, 0], [0, 0]], axis=1), "-1"),
+    (lambda x: x[[3]], "3"),
+    (lambda x: x[:, [0, 2]], "2"),
+    (lambda x: xn.nn.functional.embedding(xn.tensor([[0, -1]]), x), "-1"),
+])
+def test_indices_out_of_range_raise_index_error_naming_them(bk, call, index):
+    x = xn.tensor(np.ones((3, 2)))
+    with pytest.raises(IndexError, match=f"index {index} "):
+        call(x)
+        B.flush_checks()
+
+
+def test_deferred_index_check_wraps_and_raises_later(bk, monkeypatch):
+    """On an accelerator the check waits for the next read (no sync); negatives are still wrapped."""
+    monkeypatch.setattr(B.checks, "on_host", lambda a: False)
+    x = xn.tensor(np.arange(6.0).reshape(3, 2))
+    np.testing.assert_array_equal(B._host_copy(xn.take(x, [-1]).data), [[4, 5]])
+    assert not B._pending_checks or B.flush_checks() is None
+    xn.take(x, [0, 7])  # clipped meanwhile: no out-of-bounds read
+    with pytest.raises(IndexError, match="index 7 is out of range"):
+        B.flush_checks()
+
+
+def test_integer_index_out_of_range_is_index_error(bk):
+    t = xn.tensor(np.arange(6.0).reshape(3, 2))
+    with pytest.raises(IndexError, match="index 3 is out of range"):
+        t[3]
+    with pytest.raises(IndexError, match="index -3 is out of range"):
+        t[1, -3]
+    with pytest.raises(IndexError, match="too many indices"):
+        t[0, 0, 0]
