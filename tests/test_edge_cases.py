@@ -118,3 +118,32 @@ def test_integer_index_out_of_range_is_index_error(bk):
         t[1, -3]
     with pytest.raises(IndexError, match="too many indices"):
         t[0, 0, 0]
+
+
+# ---------------------------------------------------------------- 11. the Tensor protocol
+
+def test_len_iter_and_array_protocol(bk):
+    t = xn.tensor([[1.0, 5.0], [3.0, 2.0], [0.0, -1.0]])
+    assert len(t) == 3
+    rows = list(t)
+    assert len(rows) == 3 and isinstance(rows[0], xn.Tensor) and rows[2].tolist() == [0.0, -1.0]
+    assert [float(v) for v in t[0]] == [1.0, 5.0]
+    a = np.asarray(t)
+    assert isinstance(a, np.ndarray) and a.dtype == np.float32 and a.shape == (3, 2)
+    assert np.asarray(t, dtype=np.float64).dtype == np.float64
+    assert np.argmax(t) == 1 and np.argmax(t, axis=1).tolist() == [1, 0, 0]
+    with pytest.raises(TypeError, match="0-d"):
+        len(xn.tensor(1.0))
+    with pytest.raises(TypeError, match="0-d"):
+        iter(xn.tensor(1.0))
+
+
+def test_argmax_of_trainer_predict(bk):
+    from xpnet import nn, optim
+    xn.manual_seed(0)
+    model = nn.Linear(2, 3)
+    trainer = xn.Trainer(model, "cross_entropy", optim.SGD(model.parameters(), lr=0.1), verbose=0)
+    X = np.random.default_rng(0).normal(size=(5, 2)).astype(np.float32)
+    labels = np.argmax(trainer.predict(X), axis=1)
+    assert labels.shape == (5,) and labels.dtype.kind == "i"
+    np.testing.assert_array_equal(labels, np.argmax(to_np(model(xn.tensor(X))), axis=1))

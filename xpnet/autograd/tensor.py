@@ -187,7 +187,20 @@ class Tensor:
         return self.creator is None
 
     def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return self.data.shape[0]
+
+    def __iter__(self):
+        """The sub-tensors along axis 0 (``for row in t``, ``list(t)``), as PyTorch."""
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
+
+    def __array__(self, dtype=None, copy=None):
+        """A NumPy copy on the host (``np.asarray(t)``; a device-to-host transfer on a GPU)."""
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
