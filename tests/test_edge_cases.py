@@ -148,3 +148,49 @@ def test_argmax_of_trainer_predict(bk):
     labels = np.argmax(out, axis=1)
     assert labels.shape == (5,) and labels.dtype.kind == "i"
     np.testing.assert_array_equal(labels, np.argmax(to_np(out), axis=1))
+
+
+# ---------------------------------------------------------------- 3. ignored elements: exact zero gradients
+
+LOSS_CASES = {
+    "cross_entropy": lambda F, x, y, w: F.cross_entropy(x, y),
+    "cross_entropy_weight": lambda F, x, y, w: F.cross_entropy(x, y, weight=w),
+    "cross_entropy_smoothing": lambda F, x, y, w: F.cross_entropy(x, y, label_smoothing=0.2),
+    "cross_entropy_weight_smoothing": lambda F, x, y, w: F.cross_entropy(x, y, weight=w, label_smoothing=0.1),
+    "nll_loss": lambda F, x, y, w: F.nll_loss(x, y),
+    "nll_loss_weight": lambda F, x, y, w: F.nll_loss(x, y, weight=w),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LOSS_CASES))
+@pytest.mark.parametrize("targets", [[-100, -100, -100], [2, -100, 0], [[1, -100], [-100, -100], [3, 0]]])
+def test_ignored_targets_get_exact_zero_gradients_as_torch(bk, name, targets):
+    torch = _torch()
+    import torch.nn.functional as TF
+    rng = np.random.default_rng(1)
+    y0 = np.array(targets)
+    x0 = rng.normal(size=(3, 4) if y0.ndim == 1 else (3, 4, 2))
+    w0 = rng.uniform(0.5, 2.0, size=4)
+    x = _leaf(x0)
+    loss = LOSS_CASES[name](xn.nn.functional, x, xn.tensor(y0), xn.tensor(w0, dtype="float64"))
+    loss.backward()
+    xt = torch.tensor(x0, requires_grad=True)
+    lt = LOSS_CASES[name](TF, xt, torch.tensor(y0), torch.tensor(w0))
+    lt.backward()
+    np.testing.assert_allclose(to_np(loss), lt.detach().numpy(), rtol=1e-12, equal_nan=True)
+    g = to_np(x.grad)
+    np.testing.assert_allclose(g, xt.grad.numpy(), rtol=1e-10, atol=1e-15)
+    assert np.all(np.isfinite(g))
+    ignored = np.moveaxis(g, 1, -1)[y0 == -100]
+    assert np.all(ignored == 0.0)
+
+
+def test_mean_over_zero_total_weight_is_nan_with_zero_gradient(bk):
+    """All kept targets in a class of weight 0: NaN loss; xpnet's gradient is 0 where PyTorch's is NaN
+    (docs/pytorch-differences.md)."""
+    F = xn.nn.functional
+    for loss_fn in (F.cross_entropy, F.nll_loss):
+        x = _leaf(np.random.default_rng(2).normal(size=(3, 4)))
+        loss = loss_fn(x, xn.tensor([1, 1, 1]), weight=xn.tensor([1.0, 0.0, 1.0, 1.0], dtype="float64"))
+        loss.backward()
+        assert math.isnan(float(loss)) and np.all(to_np(x.grad) == 0.0)
