@@ -194,3 +194,59 @@ def test_mean_over_zero_total_weight_is_nan_with_zero_gradient(bk):
         loss = loss_fn(x, xn.tensor([1, 1, 1]), weight=xn.tensor([1.0, 0.0, 1.0, 1.0], dtype="float64"))
         loss.backward()
         assert math.isnan(float(loss)) and np.all(to_np(x.grad) == 0.0)
+
+
+# ---------------------------------------------------------------- 4. reductions over zero or too few elements
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("name, call, shape", [
+    ("mean_empty_axis", lambda m, x: m.mean(x, 0), (0, 3)),
+    ("mean_empty_all", lambda m, x: m.mean(x), (0, 3)),
+    ("sum_empty", lambda m, x: m.sum(x, 0), (0, 3)),
+    ("var_one", lambda m, x: m.var(x), (1,)),
+    ("std_one", lambda m, x: m.std(x), (1,)),
+    ("var_axis_one", lambda m, x: m.var(x, 1), (3, 1)),
+    ("var_correction_above_n", lambda m, x: m.var(x, correction=3), (2,)),
+    ("var_correction_n", lambda m, x: m.var(x, 0, correction=2), (2, 3)),
+    ("logsumexp_empty", lambda m, x: m.logsumexp(x, 0), (0, 3)),
+])
+def test_small_reductions_follow_ieee_as_torch(bk, name, call, shape):
+    torch = _torch()
+    x0 = np.arange(math.prod(shape), dtype=float).reshape(shape) * 0.5 + 1.0
+    got = to_np(call(xn, xn.tensor(x0, dtype="float64")))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        want = call(torch, torch.tensor(x0)).numpy()
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("name, call, shape", [
+    ("softmax", lambda F, x: F.softmax(x, -1), (5, 0, 0)),
+    ("log_softmax", lambda F, x: F.log_softmax(x, 0), (5, 0, 0)),
+    ("softmax_empty_batch", lambda F, x: F.softmax(x, 1), (0, 4)),
+    ("group_norm", lambda F, x: F.group_norm(x, 1), (0, 2)),
+    ("layer_norm", lambda F, x: F.layer_norm(x, (4,)), (0, 4)),
+])
+def test_empty_tensors_flow_through(bk, name, call, shape):
+    x = _leaf(np.zeros(shape))
+    y = call(xn.nn.functional, x)
+    assert y.shape == shape
+    y.sum().backward()
+    assert x.grad.shape == shape
+
+
+def test_batch_norm_training_on_an_empty_batch(bk):
+    torch = _torch()
+    bn = xn.nn.BatchNorm1d(5)
+    x = _leaf(np.zeros((0, 5, 9)), "float32")
+    y = bn(x)
+    y.sum().backward()
+    tbn = torch.nn.BatchNorm1d(5)
+    assert y.shape == tuple(tbn(torch.zeros(0, 5, 9)).shape) == (0, 5, 9)
+    np.testing.assert_array_equal(to_np(bn.running_mean), tbn.running_mean.numpy())
+    np.testing.assert_array_equal(to_np(bn.running_var), tbn.running_var.numpy())
+    assert x.grad.shape == (0, 5, 9) and np.all(to_np(bn.weight.grad) == 0)
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        bn(xn.tensor(np.zeros((1, 5)), dtype="float32"))

@@ -438,6 +438,10 @@ class LogSumExp(Function):
 
     def forward(self, xp, x):
         axes = _norm_axes(self.axis, x.ndim)
+        if any(x.shape[a] == 0 for a in axes):  # over no element: log(0) = -inf, as PyTorch
+            shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+            y = xp.full(shape, -math.inf, dtype=x.dtype, device=B.array_api_compat.device(x))
+            return y if self.keepdims else xp.reshape(y, tuple(n for i, n in enumerate(x.shape) if i not in axes))
         m = xp.max(x, axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
         y = xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
@@ -454,9 +458,10 @@ def sum(x, axis=None, keepdims: bool = False):
 
 
 def mean(x, axis=None, keepdims: bool = False):
+    """The mean over ``axis``; over no element it is NaN, as PyTorch (IEEE 0/0)."""
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
-    return Sum(axis, keepdims)(x) * (1.0 / n)
+    return Sum(axis, keepdims)(x) * (1.0 / n if n else math.nan)
 
 
 def max(x, axis=None, keepdims: bool = False):
@@ -472,16 +477,31 @@ def logsumexp(x, axis=None, keepdims: bool = False):
     return LogSumExp(axis, keepdims)(x)
 
 
-def var(x, axis=None, correction: float = 1, keepdims: bool = False):
-    """Variance; ``correction=1`` (the default, as PyTorch) divides by n - 1."""
+def _correction(correction, unbiased, name):
+    """PyTorch's rule: ``correction`` (default 1), or the legacy ``unbiased`` (True: 1, False: 0)."""
+    if unbiased is not None:
+        if correction is not None:
+            raise ValueError(f"{name}: pass correction= or unbiased=, not both")
+        return 1 if unbiased else 0
+    return 1 if correction is None else correction
+
+
+def var(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None):
+    """Variance: the squared deviations summed over ``axis``, divided by ``n - correction``
+    (``correction=None`` means 1, as PyTorch; ``unbiased=False`` means 0).  When
+    ``n - correction <= 0`` the divisor is 0 (IEEE, as PyTorch): NaN for one element with
+    ``correction=1``, inf when ``correction`` exceeds ``n``."""
+    correction = _correction(correction, unbiased, "var")
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
     d = x - mean(x, axis, keepdims=True)
-    return sum(d * d, axis, keepdims) * (1.0 / builtins.max(n - correction, 0))
+    dof = n - correction
+    return sum(d * d, axis, keepdims) * (1.0 / dof if dof > 0 else math.inf)
 
 
-def std(x, axis=None, correction: float = 1, keepdims: bool = False):
-    return sqrt(var(x, axis, correction, keepdims))
+def std(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None):
+    """Standard deviation, ``sqrt(var(...))`` (same arguments)."""
+    return sqrt(var(x, axis, correction, keepdims, unbiased=unbiased))
 
 
 # ---------------------------------------------------------------- linear algebra

@@ -301,7 +301,7 @@ class Tensor:
     def mean(self, axis=None, keepdims=False): return F.mean(self, axis, keepdims)
     def max(self, axis=None, keepdims=False): return F.max(self, axis, keepdims)
     def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
-    def var(self, axis=None, correction=1, keepdims=False): return F.var(self, axis, correction, keepdims)
+    def var(self, axis=None, correction=None, keepdims=False): return F.var(self, axis, correction, keepdims)
     def logsumexp(self, axis=None, keepdims=False): return F.logsumexp(self, axis, keepdims)
     def argmax(self, axis=None, keepdims=False): return F.argmax(self, axis, keepdims)
     def exp(self): return F.exp(self)

@@ -56,6 +56,8 @@ class Softmax(Function):
     def forward(self, xp, x):
         if self.cached is not None:
             return self.cached
+        if x.shape[self.dim] == 0 or math.prod(x.shape) == 0:  # nothing to normalize (empty, as PyTorch)
+            return x
         m = xp.max(x, axis=self.dim, keepdims=True)
         e = xp.exp(x - xp.where(xp.isfinite(m), m, xp.zeros_like(m)))
         s = xp.sum(e, axis=self.dim, keepdims=True)
@@ -72,6 +74,8 @@ class LogSoftmax(Function):
         self.dim = dim
 
     def forward(self, xp, x):
+        if math.prod(x.shape) == 0:  # nothing to normalize (empty, as PyTorch)
+            return x
         s = x - xp.max(x, axis=self.dim, keepdims=True)
         return s - xp.log(xp.sum(xp.exp(s), axis=self.dim, keepdims=True))
 

@@ -29,9 +29,15 @@ class Normalize(Function):
         self.axes, self.eps, self.pshape = tuple(axes), eps, tuple(pshape)
 
     def forward(self, xp, x, w=None, b=None):
-        self.mean = xp.mean(x, axis=self.axes, keepdims=True)
+        if math.prod(x.shape[a] for a in self.axes) == 0:  # an empty batch: statistics 0 and 1, output empty
+            shape = tuple(1 if i in self.axes else n for i, n in enumerate(x.shape))
+            self.mean = xp.zeros(shape, dtype=x.dtype, device=B.array_api_compat.device(x))
+            self.var = xp.ones_like(self.mean)
+        else:
+            self.mean = xp.mean(x, axis=self.axes, keepdims=True)
+            d = x - self.mean
+            self.var = xp.mean(d * d, axis=self.axes, keepdims=True)
         d = x - self.mean
-        self.var = xp.mean(d * d, axis=self.axes, keepdims=True)
         self.invstd = 1.0 / xp.sqrt(self.var + self.eps)
         self.xhat = d * self.invstd
         y = self.xhat
@@ -101,12 +107,12 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if bias is not None:
             shift = add(shift, bias)
         return add(mul(input, reshape(scale, pshape)), reshape(shift, pshape))
-    count = math.prod(shape) // C
-    if count <= 1:
+    count = math.prod(shape) // C if C else 0
+    if count == 1:
         raise ValueError(f"{name}: expected more than 1 value per channel when training, got input of shape {shape}")
     fn = Normalize(axes, eps, pshape)
     y = _apply(fn, input, weight, bias)
-    if running_mean is not None or running_var is not None:
+    if count and (running_mean is not None or running_var is not None):  # an empty batch changes nothing
         for what, r in (("running_mean", running_mean), ("running_var", running_var)):
             if r is not None and not isinstance(r, Tensor):
                 raise TypeError(f"{name}: {what} must be a tensor (updated in place when training), "
@@ -144,7 +150,7 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
     C = shape[1]
     _check_param(name, "weight", weight, (C,))
     _check_param(name, "bias", bias, (C,))
-    x = reshape(input, (shape[0], num_groups, -1))
+    x = reshape(input, (shape[0], num_groups, math.prod(shape[1:]) // num_groups))
     y = reshape(Normalize((2,), eps, ())(x), shape)
     pshape = (1, C) + (1,) * (len(shape) - 2)
     if weight is not None:
