@@ -250,3 +250,44 @@ def test_batch_norm_training_on_an_empty_batch(bk):
     assert x.grad.shape == (0, 5, 9) and np.all(to_np(bn.weight.grad) == 0)
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         bn(xn.tensor(np.zeros((1, 5)), dtype="float32"))
+
+
+# ---------------------------------------------------------------- 5. 0-d tensors take axis 0 and -1
+
+ZERO_D = {
+    "sum": (lambda m, F, x: m.sum(x, -1), lambda T, TF, x: x.sum(-1)),
+    "mean_keepdims": (lambda m, F, x: m.mean(x, 0, keepdims=True), lambda T, TF, x: x.mean(0, keepdim=True)),
+    "max": (lambda m, F, x: m.max(x, 0), lambda T, TF, x: x.amax(0)),
+    "min": (lambda m, F, x: m.min(x, -1), lambda T, TF, x: x.amin(-1)),
+    "logsumexp": (lambda m, F, x: m.logsumexp(x, 0), lambda T, TF, x: x.logsumexp(0)),
+    "var": (lambda m, F, x: m.var(x, 0, correction=0), lambda T, TF, x: x.var(0, correction=0)),
+    "squeeze": (lambda m, F, x: m.squeeze(x, 0), lambda T, TF, x: x.squeeze(0)),
+    "transpose": (lambda m, F, x: m.transpose(x, 0, -1), lambda T, TF, x: x.transpose(0, -1)),
+    "gather": (lambda m, F, x: m.gather(x, m.tensor(0), 0), lambda T, TF, x: T.gather(x, 0, T.tensor(0))),
+    "softmax": (lambda m, F, x: F.softmax(x, 0), lambda T, TF, x: TF.softmax(x, 0)),
+    "log_softmax": (lambda m, F, x: F.log_softmax(x, -1), lambda T, TF, x: TF.log_softmax(x, -1)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ZERO_D))
+def test_zero_d_tensors_take_axis_0_and_minus_1(bk, name):
+    torch = _torch()
+    ours, theirs = ZERO_D[name]
+    x = _leaf(1.5)
+    y = ours(xn, xn.nn.functional, x)
+    (y * 3.0).sum().backward()
+    xt = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+    yt = theirs(torch, torch.nn.functional, xt)
+    (yt * 3.0).sum().backward()
+    assert y.shape == tuple(yt.shape) == ()
+    np.testing.assert_allclose(to_np(y), yt.detach().numpy())
+    np.testing.assert_allclose(to_np(x.grad), xt.grad.numpy())
+
+
+def test_zero_d_argmax_and_bad_axis(bk):
+    x = xn.tensor(1.5)
+    assert int(xn.argmax(x, 0)) == 0 and int(xn.argmin(x, -1)) == 0
+    with pytest.raises(ValueError, match="axis 1 is out of range"):
+        xn.sum(x, 1)
+    with pytest.raises(ValueError, match="axis -2 is out of range"):
+        xn.max(x, -2)

@@ -50,10 +50,19 @@ def _norm_axes(axis, ndim):
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     out = []
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
+        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):  # a 0-d tensor takes 0 and -1, as PyTorch
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(a % ndim if ndim else 0)
+        if ndim:
+            out.append(a % ndim)
     return tuple(sorted(out))
+
+
+def _axis(x, axis):
+    """``axis`` checked; None for a 0-d ``x`` (a reduction over its one element is itself)."""
+    if axis is not None and not _shape(_raw(x)):
+        _norm_axes(axis, 0)
+        return None
+    return axis
 
 
 def _as_operand(xp, x, like):
@@ -428,7 +437,7 @@ class Max(Function):
         xp, shape = self.xp, _shape(x)
         yk = _keep(_raw(y), self.axis, self.keepdims, shape)
         hit = _mask(xp, _raw(x) == yk, _raw(g))
-        share = hit / xp.sum(hit, axis=_norm_axes(self.axis, len(shape)), keepdims=True)
+        share = hit / xp.sum(hit, axis=_norm_axes(self.axis, len(shape)) if shape else None, keepdims=True)
         return broadcast_to(_keep(g, self.axis, self.keepdims, shape), shape) * share,
 
 
@@ -454,27 +463,28 @@ class LogSumExp(Function):
 
 
 def sum(x, axis=None, keepdims: bool = False):
-    return Sum(axis, keepdims)(x)
+    return Sum(_axis(x, axis), keepdims)(x)
 
 
 def mean(x, axis=None, keepdims: bool = False):
     """The mean over ``axis``; over no element it is NaN, as PyTorch (IEEE 0/0)."""
+    axis = _axis(x, axis)
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
     return Sum(axis, keepdims)(x) * (1.0 / n if n else math.nan)
 
 
 def max(x, axis=None, keepdims: bool = False):
-    return Max(axis, keepdims, True)(x)
+    return Max(_axis(x, axis), keepdims, True)(x)
 
 
 def min(x, axis=None, keepdims: bool = False):
-    return Max(axis, keepdims, False)(x)
+    return Max(_axis(x, axis), keepdims, False)(x)
 
 
 def logsumexp(x, axis=None, keepdims: bool = False):
     """log(sum(exp(x))) without overflow."""
-    return LogSumExp(axis, keepdims)(x)
+    return LogSumExp(_axis(x, axis), keepdims)(x)
 
 
 def _correction(correction, unbiased, name):
@@ -492,6 +502,7 @@ def var(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None)
     ``n - correction <= 0`` the divisor is 0 (IEEE, as PyTorch): NaN for one element with
     ``correction=1``, inf when ``correction`` exceeds ``n``."""
     correction = _correction(correction, unbiased, "var")
+    axis = _axis(x, axis)
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
     d = x - mean(x, axis, keepdims=True)
@@ -593,6 +604,9 @@ def permute(x, axes):
 def transpose(x, dim0: int, dim1: int):
     """Swap two axes (PyTorch's ``transpose``)."""
     n = len(_shape(x))
+    if n == 0:  # a 0-d tensor: dims 0 and -1 name it, and it is its own transpose (as PyTorch)
+        _norm_axes((dim0, dim1), 0)
+        return x
     axes = list(range(n))
     axes[dim0 % n], axes[dim1 % n] = axes[dim1 % n], axes[dim0 % n]
     return permute(x, tuple(axes))
@@ -937,11 +951,11 @@ less, less_equal, greater, greater_equal, equal, not_equal = (
 
 
 def argmax(x, axis=None, keepdims: bool = False):
-    return Tensor(_xp(x).argmax(_raw(x), axis=axis, keepdims=keepdims))
+    return Tensor(_xp(x).argmax(_raw(x), axis=_axis(x, axis), keepdims=keepdims))
 
 
 def argmin(x, axis=None, keepdims: bool = False):
-    return Tensor(_xp(x).argmin(_raw(x), axis=axis, keepdims=keepdims))
+    return Tensor(_xp(x).argmin(_raw(x), axis=_axis(x, axis), keepdims=keepdims))
 
 
 class AsType(Function):

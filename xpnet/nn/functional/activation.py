@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from ...autograd.functions import _norm_axes, _shape, astype, exp, leaky_relu, relu, sigmoid, sum, tanh
+from ...autograd.functions import _norm_axes, _shape, astype, exp, leaky_relu, relu, reshape, sigmoid, sum, tanh
 from ... import backend as B
 from ...autograd.tensor import Function, Tensor, _raw
 
@@ -89,12 +89,10 @@ def _prepare_softmax(name, x, dim, dtype):
     ndim = len(_shape(_raw(x)))
     if dim is None:
         dim = _softmax_dim(name, ndim)
-    if ndim == 0:
-        raise ValueError(f"{name}: the input is 0-dimensional: expected at least 1 dimension")
-    if not -ndim <= dim < ndim:
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
         raise ValueError(f"{name}: dim {dim} is out of range for an input with {ndim} dimensions "
-                         f"(shape {_shape(_raw(x))}): expected {-ndim} <= dim < {ndim}")
-    return x, _norm_axes(dim, ndim)[0]
+                         f"(shape {_shape(_raw(x))}): expected {-max(ndim, 1)} <= dim < {max(ndim, 1)}")
+    return x, (_norm_axes(dim, ndim)[0] if ndim else 0)
 
 
 def softmax(input, dim=-1, dtype=None):
@@ -105,12 +103,16 @@ def softmax(input, dim=-1, dtype=None):
     ``dtype`` converts the input first.
     """
     x, dim = _prepare_softmax("softmax", input, dim, dtype)
+    if not _shape(_raw(x)):  # a 0-d input: one element, along dim 0 or -1 (as PyTorch)
+        return reshape(Softmax(0)(reshape(x, (1,))), ())
     return Softmax(dim)(x)
 
 
 def log_softmax(input, dim=-1, dtype=None):
     """log(softmax(x)) along ``dim``, as x - logsumexp(x) (stable for any |x|)."""
     x, dim = _prepare_softmax("log_softmax", input, dim, dtype)
+    if not _shape(_raw(x)):
+        return reshape(LogSoftmax(0)(reshape(x, (1,))), ())
     return LogSoftmax(dim)(x)
 
 
