@@ -291,3 +291,68 @@ def test_zero_d_argmax_and_bad_axis(bk):
         xn.sum(x, 1)
     with pytest.raises(ValueError, match="axis -2 is out of range"):
         xn.max(x, -2)
+
+
+# ---------------------------------------------------------------- 6. half precision accumulates in float32
+
+HALF = {
+    "sum": (lambda m, F, x: m.sum(x / 2.0), lambda T, TF, x: (x / 2.0).sum()),
+    "mean": (lambda m, F, x: m.mean(x * 200.0, 0), lambda T, TF, x: (x * 200.0).mean(0)),
+    "var": (lambda m, F, x: m.var(x * 2.0), lambda T, TF, x: (x * 2.0).var()),
+    "std": (lambda m, F, x: m.std(x * 4.0, 0), lambda T, TF, x: (x * 4.0).std(0)),
+    "logsumexp": (lambda m, F, x: m.logsumexp(x / 30.0, 0), lambda T, TF, x: (x / 30.0).logsumexp(0)),
+    "softmax": (lambda m, F, x: F.softmax(x / 30.0, 0), lambda T, TF, x: TF.softmax(x / 30.0, 0)),
+    "log_softmax": (lambda m, F, x: F.log_softmax(x / 30.0, 0), lambda T, TF, x: TF.log_softmax(x / 30.0, 0)),
+    "layer_norm": (lambda m, F, x: F.layer_norm(m.reshape(x, (3, 100)), (100,)),
+                   lambda T, TF, x: TF.layer_norm(x.reshape(3, 100), (100,))),
+    "group_norm": (lambda m, F, x: F.group_norm(m.reshape(x, (1, 3, 100)), 3),
+                   lambda T, TF, x: TF.group_norm(x.reshape(1, 3, 100), 3)),
+    "batch_norm": (lambda m, F, x: F.batch_norm(m.reshape(x, (100, 3)), None, None, training=True),
+                   lambda T, TF, x: TF.batch_norm(x.reshape(100, 3), None, None, training=True)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+@pytest.mark.parametrize("name", sorted(HALF))
+def test_half_precision_reductions_accumulate_in_float32(bk, name, dtype):
+    """Values whose squares or sums overflow float16 (and round badly in bfloat16): as PyTorch."""
+    torch = _torch()
+    if not hasattr(bk.xp, dtype):
+        pytest.skip(f"{bk.name} has no {dtype}")
+    ours, theirs = HALF[name]
+    x0 = np.arange(300.0)
+    w0 = np.random.default_rng(3).uniform(-1, 1, size=300)
+    x = xn.tensor(x0, dtype=dtype, requires_grad=True)
+    y = ours(xn, xn.nn.functional, x)
+    xt = torch.tensor(x0, dtype=getattr(torch, dtype), requires_grad=True)
+    yt = theirs(torch, torch.nn.functional, xt)
+    assert B.dtype_name(y.dtype) == dtype and np.all(np.isfinite(to_np(y).astype(float)))
+    want = yt.detach().double().numpy()
+    tol = 1e-2 if dtype == "float16" else 4e-2
+    np.testing.assert_allclose(to_np(y).astype(float), want, rtol=tol, atol=tol * np.abs(want).max())
+    w = w0[:math.prod(y.shape)].reshape(y.shape)
+    (y * xn.tensor(w, dtype=dtype)).sum().backward()
+    (yt * torch.tensor(w, dtype=getattr(torch, dtype))).sum().backward()
+    assert B.dtype_name(x.grad.dtype) == dtype
+    gw = xt.grad.double().numpy()
+    np.testing.assert_allclose(to_np(x.grad).astype(float), gw, rtol=5 * tol, atol=5 * tol * np.abs(gw).max())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_clip_grad_norm_of_half_gradients(bk, dtype):
+    torch = _torch()
+    if not hasattr(bk.xp, dtype):
+        pytest.skip(f"{bk.name} has no {dtype}")
+    p = xn.tensor(np.zeros((1, 2)), dtype=dtype, requires_grad=True)
+    q = xn.tensor(np.zeros(3), dtype=dtype, requires_grad=True)
+    p.grad, q.grad = xn.tensor([[400.0, 400.0]], dtype=dtype), xn.tensor([300.0, 0.0, -300.0], dtype=dtype)
+    total = xn.nn.utils.clip_grad_norm_([p, q], 1.0)
+    pt = torch.zeros(1, 2, dtype=getattr(torch, dtype), requires_grad=True)
+    qt = torch.zeros(3, dtype=getattr(torch, dtype), requires_grad=True)
+    pt.grad = torch.tensor([[400.0, 400.0]], dtype=getattr(torch, dtype))
+    qt.grad = torch.tensor([300.0, 0.0, -300.0], dtype=getattr(torch, dtype))
+    want = torch.nn.utils.clip_grad_norm_([pt, qt], 1.0)
+    assert B.dtype_name(total.dtype) == dtype
+    assert float(total) == pytest.approx(float(want), rel=1e-2) and math.isfinite(float(total))
+    np.testing.assert_allclose(to_np(p.grad).astype(float), pt.grad.double().numpy(), rtol=1e-2)
+    np.testing.assert_allclose(to_np(q.grad).astype(float), qt.grad.double().numpy(), rtol=1e-2)

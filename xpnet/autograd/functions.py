@@ -65,6 +65,26 @@ def _axis(x, axis):
     return axis
 
 
+_HALF: dict = {}  # dtype -> whether it is float16 or bfloat16
+
+
+def _is_half(x) -> bool:
+    """Whether ``x`` (tensor or array) is float16 or bfloat16: its reductions accumulate in float32."""
+    dt = getattr(_raw(x), "dtype", None)
+    if dt is None:
+        return False
+    half = _HALF.get(dt)
+    if half is None:
+        half = _HALF[dt] = B.dtype_name(dt) in ("float16", "bfloat16")
+    return half
+
+
+def _in_float32(fn, x, *args, **kwargs):
+    """``fn(x, ...)`` computed in float32 and cast back to ``x``'s half dtype, as PyTorch's
+    reductions on float16/bfloat16 accumulate (gradients flow back through both casts)."""
+    return astype(fn(astype(x, "float32"), *args, **kwargs), _raw(x).dtype)
+
+
 def _as_operand(xp, x, like):
     """A Python scalar as a 0-d array of ``like``'s dtype (arrays pass through)."""
     if hasattr(x, "shape"):
@@ -463,15 +483,21 @@ class LogSumExp(Function):
 
 
 def sum(x, axis=None, keepdims: bool = False):
+    """The sum over ``axis`` (all axes when None); float16/bfloat16 accumulate in float32."""
+    if _is_half(x):
+        return _in_float32(sum, x, axis, keepdims)
     return Sum(_axis(x, axis), keepdims)(x)
 
 
 def mean(x, axis=None, keepdims: bool = False):
-    """The mean over ``axis``; over no element it is NaN, as PyTorch (IEEE 0/0)."""
+    """The mean over ``axis``; over no element it is NaN, as PyTorch (IEEE 0/0).  float16 and
+    bfloat16 accumulate in float32."""
+    if _is_half(x):
+        return _in_float32(mean, x, axis, keepdims)
     axis = _axis(x, axis)
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
-    return Sum(axis, keepdims)(x) * (1.0 / n if n else math.nan)
+    return Sum(axis, keepdims)(x) / float(n) if n else Sum(axis, keepdims)(x) * math.nan
 
 
 def max(x, axis=None, keepdims: bool = False):
@@ -483,7 +509,9 @@ def min(x, axis=None, keepdims: bool = False):
 
 
 def logsumexp(x, axis=None, keepdims: bool = False):
-    """log(sum(exp(x))) without overflow."""
+    """log(sum(exp(x))) without overflow (float16/bfloat16: computed in float32)."""
+    if _is_half(x):
+        return _in_float32(logsumexp, x, axis, keepdims)
     return LogSumExp(_axis(x, axis), keepdims)(x)
 
 
@@ -502,6 +530,8 @@ def var(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None)
     ``n - correction <= 0`` the divisor is 0 (IEEE, as PyTorch): NaN for one element with
     ``correction=1``, inf when ``correction`` exceeds ``n``."""
     correction = _correction(correction, unbiased, "var")
+    if _is_half(x):
+        return _in_float32(var, x, axis, correction, keepdims)
     axis = _axis(x, axis)
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
@@ -511,7 +541,9 @@ def var(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None)
 
 
 def std(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None):
-    """Standard deviation, ``sqrt(var(...))`` (same arguments)."""
+    """Standard deviation, ``sqrt(var(...))`` (same arguments; float16/bfloat16 in float32)."""
+    if _is_half(x):
+        return _in_float32(std, x, axis, correction, keepdims, unbiased=unbiased)
     return sqrt(var(x, axis, correction, keepdims, unbiased=unbiased))
 
 

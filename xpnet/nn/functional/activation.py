@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 
-from ...autograd.functions import _norm_axes, _shape, astype, exp, leaky_relu, relu, reshape, sigmoid, sum, tanh
+from ...autograd.functions import _in_float32, _is_half, _norm_axes, _shape, astype, exp, leaky_relu, relu, reshape, sigmoid, sum, tanh
 from ... import backend as B
 from ...autograd.tensor import Function, Tensor, _raw
 
@@ -103,6 +103,8 @@ def softmax(input, dim=-1, dtype=None):
     ``dtype`` converts the input first.
     """
     x, dim = _prepare_softmax("softmax", input, dim, dtype)
+    if _is_half(x):  # computed in float32 (as PyTorch), the result in x's dtype
+        return _in_float32(softmax, x, dim)
     if not _shape(_raw(x)):  # a 0-d input: one element, along dim 0 or -1 (as PyTorch)
         return reshape(Softmax(0)(reshape(x, (1,))), ())
     return Softmax(dim)(x)
@@ -111,6 +113,8 @@ def softmax(input, dim=-1, dtype=None):
 def log_softmax(input, dim=-1, dtype=None):
     """log(softmax(x)) along ``dim``, as x - logsumexp(x) (stable for any |x|)."""
     x, dim = _prepare_softmax("log_softmax", input, dim, dtype)
+    if _is_half(x):
+        return _in_float32(log_softmax, x, dim)
     if not _shape(_raw(x)):
         return reshape(LogSoftmax(0)(reshape(x, (1,))), ())
     return LogSoftmax(dim)(x)

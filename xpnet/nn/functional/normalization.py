@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ... import backend as B
-from ...autograd.functions import add, mean, mul, reshape, sqrt, sum_to
+from ...autograd.functions import _is_half, add, astype, mean, mul, reshape, sqrt, sum_to
 from ...autograd.tensor import Function, Tensor, _raw, no_grad
 
 __all__ = ["batch_norm", "layer_norm", "group_norm"]
@@ -66,6 +66,11 @@ class Normalize(Function):
 
 
 def _apply(fn, x, w, b):
+    """``fn(x, w, b)``; a float16/bfloat16 input is normalized in float32 (statistics and all, as
+    PyTorch) and the result cast back."""
+    if _is_half(x):
+        f32 = [None if v is None else astype(v, "float32") for v in (x, w, b)]
+        return astype(_apply(fn, *f32), _raw(x).dtype)
     if w is None and b is None:
         return fn(x)
     if b is None:
@@ -119,11 +124,13 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
                                 f"got {type(r).__name__}")
         with no_grad():
             m = _raw(momentum) if hasattr(_raw(momentum), "shape") else momentum
+            xp = B.namespace_of(fn.mean)
             if running_mean is not None:
-                running_mean.data = (1 - m) * running_mean.data + m * B.namespace_of(fn.mean).reshape(fn.mean, (C,))
+                new = (1 - m) * running_mean.data + m * xp.reshape(fn.mean, (C,))
+                running_mean.data = xp.astype(new, running_mean.data.dtype)
             if running_var is not None:
-                var = B.namespace_of(fn.var).reshape(fn.var, (C,)) * (count / (count - 1))
-                running_var.data = (1 - m) * running_var.data + m * var
+                var = xp.reshape(fn.var, (C,)) * (count / (count - 1))
+                running_var.data = xp.astype((1 - m) * running_var.data + m * var, running_var.data.dtype)
     return y
 
 
@@ -151,7 +158,7 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
     _check_param(name, "weight", weight, (C,))
     _check_param(name, "bias", bias, (C,))
     x = reshape(input, (shape[0], num_groups, math.prod(shape[1:]) // num_groups))
-    y = reshape(Normalize((2,), eps, ())(x), shape)
+    y = reshape(_apply(Normalize((2,), eps, ()), x, None, None), shape)
     pshape = (1, C) + (1,) * (len(shape) - 2)
     if weight is not None:
         y = y * reshape(weight, pshape)
