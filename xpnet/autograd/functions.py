@@ -73,9 +73,10 @@ def _is_half(x) -> bool:
     dt = getattr(_raw(x), "dtype", None)
     if dt is None:
         return False
-    half = _HALF.get(dt)
+    key = (type(dt), dt)  # the type first: dtypes of two libraries are never compared
+    half = _HALF.get(key)
     if half is None:
-        half = _HALF[dt] = B.dtype_name(dt) in ("float16", "bfloat16")
+        half = _HALF[key] = B.dtype_name(dt) in ("float16", "bfloat16")
     return half
 
 
