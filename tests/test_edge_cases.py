@@ -356,3 +356,49 @@ def test_clip_grad_norm_of_half_gradients(bk, dtype):
     assert float(total) == pytest.approx(float(want), rel=1e-2) and math.isfinite(float(total))
     np.testing.assert_allclose(to_np(p.grad).astype(float), pt.grad.double().numpy(), rtol=1e-2)
     np.testing.assert_allclose(to_np(q.grad).astype(float), qt.grad.double().numpy(), rtol=1e-2)
+
+
+# ---------------------------------------------------------------- 7. a gradient has its leaf's dtype
+
+DTYPE_MIX = {
+    "mul_float64_array": lambda x, a: (x * a).sum(),
+    "matmul_float64": lambda x, a: xn.matmul(x, a).sum(),
+    "add_then_square": lambda x, a: ((x + a) * (x + a)).sum(),
+    "astype_float64": lambda x, a: (xn.astype(x, "float64") * a).sum(),
+    "where_float64": lambda x, a: xn.where(a > 3.5, x * a, a).sum(),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DTYPE_MIX))
+def test_gradient_has_the_leaf_dtype_as_torch(bk, name):
+    torch = _torch()
+    x = xn.tensor([1.0, 2.0], requires_grad=True)  # float32
+    a = xn.tensor([3.0, 4.0], dtype="float64")
+    loss = DTYPE_MIX[name](x, a)
+    loss.backward()
+    assert B.dtype_name(x.grad.dtype) == "float32"
+    xt = torch.tensor([1.0, 2.0], requires_grad=True)
+    at = torch.tensor([3.0, 4.0], dtype=torch.float64)
+    lt = {"mul_float64_array": lambda: (xt * at).sum(), "matmul_float64": lambda: (xt.double() @ at),
+          "add_then_square": lambda: ((xt + at) * (xt + at)).sum(),
+          "astype_float64": lambda: (xt.double() * at).sum(),
+          "where_float64": lambda: torch.where(at > 3.5, xt * at, at).sum()}[name]()
+    lt.backward()
+    assert xt.grad.dtype == torch.float32
+    np.testing.assert_allclose(to_np(x.grad), xt.grad.numpy(), rtol=1e-6)
+    opt = xn.optim.SGD([x], lr=0.1)
+    opt.step()  # accepted: the gradient has the parameter's dtype
+    assert B.dtype_name(x.dtype) == "float32"
+
+
+def test_gradient_dtype_in_grad_and_double_backward(bk):
+    x = xn.tensor([1.0, 2.0], requires_grad=True)
+    a = xn.tensor([3.0, 4.0], dtype="float64")
+    (g,) = xn.autograd.grad((x * x * a).sum(), x, create_graph=True)
+    assert B.dtype_name(g.dtype) == "float32"
+    g.sum().backward()
+    assert B.dtype_name(x.grad.dtype) == "float32"
+    np.testing.assert_allclose(to_np(x.grad), [6.0, 8.0])
+    y = xn.tensor([1.0, 2.0], requires_grad=True)
+    y.backward(xn.tensor([1.0, 1.0], dtype="float64"))
+    assert B.dtype_name(y.grad.dtype) == "float32"
