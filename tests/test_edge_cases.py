@@ -402,3 +402,44 @@ def test_gradient_dtype_in_grad_and_double_backward(bk):
     y = xn.tensor([1.0, 2.0], requires_grad=True)
     y.backward(xn.tensor([1.0, 1.0], dtype="float64"))
     assert B.dtype_name(y.grad.dtype) == "float32"
+
+
+# ---------------------------------------------------------------- 8. pooling with ceil_mode and a large kernel
+
+POOL_CASES = [  # (op, input shape, kwargs)
+    ("max_pool2d", (1, 1, 2, 2), dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ("max_pool2d", (2, 1, 3, 2), dict(kernel_size=(4, 3), stride=2, padding=1, ceil_mode=True)),
+    ("max_pool1d", (1, 2, 3), dict(kernel_size=4, stride=3, padding=2, ceil_mode=True)),
+    ("max_pool1d", (1, 1, 5), dict(kernel_size=2, stride=2, ceil_mode=True)),
+    ("avg_pool2d", (1, 1, 2, 2), dict(kernel_size=3, stride=2, ceil_mode=True)),
+    ("avg_pool2d", (1, 2, 2, 3), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True, count_include_pad=False)),
+    ("avg_pool1d", (1, 1, 2), dict(kernel_size=3, stride=1, padding=1, ceil_mode=True)),
+    ("avg_pool1d", (1, 1, 4), dict(kernel_size=3, stride=3, ceil_mode=True)),
+]
+
+
+@pytest.mark.parametrize("op, shape, kw", POOL_CASES)
+def test_pooling_ceil_mode_with_a_large_kernel_as_torch(bk, op, shape, kw):
+    torch = _torch()
+    x0 = np.random.default_rng(4).normal(size=shape)
+    x = _leaf(x0)
+    y = getattr(xn.nn.functional, op)(x, **kw)
+    xt = torch.tensor(x0, requires_grad=True)
+    yt = getattr(torch.nn.functional, op)(xt, **kw)
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_allclose(to_np(y), yt.detach().numpy(), rtol=1e-12)
+    w = np.random.default_rng(5).normal(size=y.shape)
+    (y * xn.tensor(w, dtype="float64")).sum().backward()
+    (yt * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(to_np(x.grad), xt.grad.numpy(), rtol=1e-12)
+
+
+def test_max_pool_module_ceil_mode_value(bk):
+    y = xn.nn.MaxPool2d(3, 2, ceil_mode=True)(xn.tensor(np.arange(4.0).reshape(1, 1, 2, 2)))
+    assert y.shape == (1, 1, 1, 1) and float(y.sum()) == 3.0
+
+
+def test_pooling_without_an_output_still_raises(bk):
+    x = xn.tensor(np.zeros((1, 1, 2, 2)))
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        xn.nn.functional.max_pool2d(x, 3, 2)  # floor mode: no window fits (PyTorch raises too)
