@@ -443,3 +443,55 @@ def test_pooling_without_an_output_still_raises(bk):
     x = xn.tensor(np.zeros((1, 1, 2, 2)))
     with pytest.raises(ValueError, match="larger than the padded input"):
         xn.nn.functional.max_pool2d(x, 3, 2)  # floor mode: no window fits (PyTorch raises too)
+
+
+# ---------------------------------------------------------------- 9. clamp/clip with tensor bounds
+
+_R = np.random.default_rng(6)
+_X = _R.normal(size=(2, 3))
+CLIP_CASES = {  # x, min, max (None, a number, or an array: a tensor bound)
+    "row_and_column_bounds": (_X, _R.normal(size=3) - 0.5, _R.normal(size=(2, 1)) + 0.5),
+    "zero_d_min": (_X, np.array(0.2), None),
+    "max_only": (_X, None, _R.normal(size=(2, 1))),
+    "min_above_max": (_X, np.full(3, 1.0), np.array(-0.5)),
+    "x_broadcast_up": (_X[0], _X * 0 - 0.2, np.array(0.6)),
+    "full_bounds": (_X, _X * 0 + 0.1, _X * 0 + _R.normal(size=(2, 3))),
+    "full_bounds_swapped": (_X, _X * 0 + 1.0, _X * 0 - 1.0),
+    "numbers_swapped": (_X, 1.0, -1.0),
+    "numbers": (_X, -0.5, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CLIP_CASES))
+def test_clip_with_tensor_bounds_as_torch_clamp(bk, name):
+    torch = _torch()
+    a, lo, hi = CLIP_CASES[name]
+    full = np.broadcast_shapes(*[np.shape(v) for v in (a, lo, hi) if isinstance(v, np.ndarray)])
+
+    def ours(v):
+        return v if v is None or isinstance(v, float) else _leaf(v)
+
+    def theirs(v):  # PyTorch differentiates a bound only when it has the result's shape
+        return v if v is None or isinstance(v, float) else torch.tensor(v, requires_grad=np.shape(v) == full)
+
+    x, lo_, hi_ = ours(a), ours(lo), ours(hi)
+    xt, lot, hit = theirs(a), theirs(lo), theirs(hi)
+    y = xn.clip(x, lo_, hi_)
+    yt = torch.clamp(xt, lot, hit)
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_array_equal(to_np(y), yt.detach().numpy())
+    w = np.random.default_rng(7).normal(size=y.shape)
+    (y * xn.tensor(w, dtype="float64")).sum().backward()
+    (yt * torch.tensor(w)).sum().backward()
+    for p, pt in ((x, xt), (lo_, lot), (hi_, hit)):
+        if isinstance(p, xn.Tensor) and pt.requires_grad:
+            np.testing.assert_array_equal(to_np(p.grad), pt.grad.numpy())
+
+
+def test_clip_gradcheck_in_every_bound(bk):
+    x = _leaf(np.array([[-2.0, -0.3, 0.4], [0.9, 2.5, 0.1]]))
+    lo = _leaf(np.array([-1.0, -0.5, 0.0]))
+    hi = _leaf(np.array([[1.0], [0.5]]))
+    assert gradcheck(lambda a, b, c: xn.clip(a, b, c) * 1.5, x, lo, hi)
+    y = x.clamp(max=hi)  # the method takes tensors too
+    assert y.shape == (2, 3) and float(y.max()) <= 1.0

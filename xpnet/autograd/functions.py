@@ -334,20 +334,36 @@ class LeakyRelu(Function):
 
 
 class Clip(Function):
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
+    """``minimum(maximum(x, lo), hi)`` (PyTorch's ``clamp``); ``lo``/``hi`` are None, numbers, or
+    tensors/arrays of any shape that broadcasts with ``x`` (the result has the broadcast shape).
+    Where ``lo > hi`` the result is ``hi``.  Gradients as PyTorch: ``x`` where ``lo <= x <= hi``,
+    ``lo`` where ``x < lo < hi``, ``hi`` where ``x > hi`` or ``hi < lo``."""
 
-    def forward(self, xp, x):
-        return B.clip(x, self.lo, self.hi)
+    def forward(self, xp, x, lo, hi):
+        arrays = hasattr(lo, "shape") or hasattr(hi, "shape")
+        if not arrays and (lo is None or hi is None or lo <= hi):
+            return B.clip(x, lo, hi)  # numbers in order: the library's clip
+        if lo is not None:
+            x = xp.maximum(x, _as_operand(xp, lo, x))
+        return x if hi is None else xp.minimum(x, _as_operand(xp, hi, x))
 
-    def backward(self, g, y, x):
-        xp, x = self.xp, _raw(x)
-        inside = xp.ones(x.shape, dtype=xp.bool, device=B.array_api_compat.device(x))
-        if self.lo is not None:
-            inside = inside & (x >= self.lo)
-        if self.hi is not None:
-            inside = inside & (x <= self.hi)
-        return g * _mask(xp, inside, g),
+    def backward(self, g, y, x, lo, hi):
+        xr, lr, hr = _raw(x), _raw(lo), _raw(hi)
+        if lr is None:
+            inside = xr <= hr
+        elif hr is None:
+            inside = xr >= lr
+        else:
+            inside = (xr >= lr) & (xr <= hr)
+        gx = _reduce_grad(where(inside, g, 0.0), _shape(x)) if self.needs[0] else None
+        glo = ghi = None
+        if self.needs[1]:
+            below = xr < lr if hr is None else (xr < lr) & (lr < hr)
+            glo = _reduce_grad(where(below, g, 0.0), _shape(lo))
+        if self.needs[2]:
+            above = xr > hr if lr is None else (xr > hr) | (hr < lr)
+            ghi = _reduce_grad(where(above, g, 0.0), _shape(hi))
+        return gx, glo, ghi
 
 
 def abs(x): return Abs()(x)
@@ -368,10 +384,13 @@ def leaky_relu(x, negative_slope: float = 0.01):
 
 
 def clip(x, min=None, max=None):
-    """``x`` limited to ``[min, max]``; the gradient passes where min <= x <= max."""
+    """``x`` limited to ``[min, max]`` (PyTorch's ``clamp``): each bound None, a number, or a
+    tensor/array broadcasting with ``x`` (0-d included); where ``min > max`` the result is
+    ``max``.  The gradient passes to ``x`` where ``min <= x <= max`` and to a tensor bound
+    where it is the result."""
     if min is None and max is None:
         raise ValueError("clip() needs min, max or both")
-    return Clip(min, max)(x)
+    return Clip()(x, min, max)
 
 
 clamp = clip
