@@ -495,3 +495,64 @@ def test_clip_gradcheck_in_every_bound(bk):
     assert gradcheck(lambda a, b, c: xn.clip(a, b, c) * 1.5, x, lo, hi)
     y = x.clamp(max=hi)  # the method takes tensors too
     assert y.shape == (2, 3) and float(y.max()) <= 1.0
+
+
+# ---------------------------------------------------------------- 10. argument forms PyTorch accepts
+
+@pytest.mark.parametrize("call, theirs", [
+    (lambda x: xn.var(x), lambda x: x.var()),
+    (lambda x: xn.var(x, 1, correction=None), lambda x: x.var(1)),
+    (lambda x: xn.var(x, 0, unbiased=False), lambda x: x.var(0, unbiased=False)),
+    (lambda x: xn.std(x, 1, unbiased=True, keepdims=True), lambda x: x.std(1, unbiased=True, keepdim=True)),
+    (lambda x: xn.std(x, correction=2), lambda x: x.std(correction=2)),
+    (lambda x: x.var(), lambda x: x.var()),
+])
+def test_var_std_correction_none_and_unbiased(bk, call, theirs):
+    torch = _torch()
+    x0 = np.random.default_rng(8).normal(size=(3, 4))
+    x = _leaf(x0)
+    y = call(x)
+    xt = torch.tensor(x0, requires_grad=True)
+    yt = theirs(xt)
+    np.testing.assert_allclose(to_np(y), yt.detach().numpy(), rtol=1e-12)
+    y.sum().backward()
+    yt.sum().backward()
+    np.testing.assert_allclose(to_np(x.grad), xt.grad.numpy(), rtol=1e-10)
+    with pytest.raises(ValueError, match="not both"):
+        xn.var(x, correction=1, unbiased=True)
+
+
+@pytest.mark.parametrize("widths, torch_pad", [
+    (((0, 0), (-1, -1)), (-1, -1)),
+    (((-1, 2), (1, -3)), (1, -3, -1, 2)),
+    (((-3, 1), (0, 0)), (0, 0, -3, 1)),
+])
+def test_negative_pad_widths_crop_as_torch(bk, widths, torch_pad):
+    torch = _torch()
+    x0 = np.arange(12.0).reshape(3, 4)
+    x = _leaf(x0)
+    y = xn.pad(x, widths, value=7.0)
+    xt = torch.tensor(x0, requires_grad=True)
+    yt = torch.nn.functional.pad(xt, torch_pad, value=7.0)
+    np.testing.assert_array_equal(to_np(y), yt.detach().numpy())
+    w = np.random.default_rng(9).normal(size=y.shape)
+    (y * xn.tensor(w, dtype="float64")).sum().backward()
+    (yt * torch.tensor(w)).sum().backward()
+    np.testing.assert_array_equal(to_np(x.grad), xt.grad.numpy())
+
+
+def test_pad_cropping_more_than_the_axis_raises(bk):
+    with pytest.raises(ValueError, match="axis 1 of size 4 cannot be cropped"):
+        xn.pad(xn.tensor(np.zeros((3, 4))), ((0, 0), (3, -5)))
+
+
+def test_expand_minus_one_keeps_a_size(bk):
+    t = _leaf([[1.0], [2.0]])
+    e = t.expand(-1, 3)
+    assert e.shape == (2, 3) and to_np(e).tolist() == [[1, 1, 1], [2, 2, 2]]
+    e.sum().backward()
+    assert to_np(t.grad).tolist() == [[3.0], [3.0]]
+    assert xn.tensor([1.0, 2.0]).expand(4, -1).shape == (4, 2)
+    assert xn.tensor([1.0, 2.0]).expand((2, 3, -1)).shape == (2, 3, 2)
+    with pytest.raises(ValueError, match="-1"):
+        xn.tensor([1.0, 2.0]).expand(-1, 2)

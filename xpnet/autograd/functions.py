@@ -139,7 +139,15 @@ def sum_to(x, shape):
 
 
 def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape``; a size of -1 keeps ``x``'s size there (PyTorch's ``expand``)."""
     shape = tuple(shape)
+    if -1 in shape:
+        xs = _shape(x)
+        lead = len(shape) - len(xs)
+        if lead < 0 or -1 in shape[:lead]:
+            raise ValueError(f"expand: -1 in shape {shape} has no size of the tensor (shape {xs}) to keep: "
+                             "it is allowed only on the tensor's existing axes")
+        shape = tuple(xs[i - lead] if n == -1 else n for i, n in enumerate(shape))
     if _shape(x) == shape:
         return x
     return BroadcastTo(shape)(x)
@@ -726,11 +734,24 @@ class Pad(Function):
 
 
 def pad(x, pad_width, value: float = 0.0):
-    """Constant padding; ``pad_width`` is ``((before, after), ...)`` for every axis."""
+    """Constant padding; ``pad_width`` is ``((before, after), ...)`` for every axis.  A negative
+    width crops that many places from that side (as PyTorch's ``F.pad``); ValueError when an
+    axis would end up with a negative size."""
     pad_width = tuple((int(a), int(b)) for a, b in pad_width)
-    if len(pad_width) != len(_shape(_raw(x))):
-        raise ValueError(f"pad: pad_width has {len(pad_width)} entries for a tensor with {len(_shape(_raw(x)))} axes")
-    return Pad(pad_width, value)(x)
+    shape = _shape(_raw(x))
+    if len(pad_width) != len(shape):
+        raise ValueError(f"pad: pad_width has {len(pad_width)} entries for a tensor with {len(shape)} axes")
+    for i, ((a, b), n) in enumerate(zip(pad_width, shape)):
+        if n + builtins.min(a, 0) + builtins.min(b, 0) < 0:
+            raise ValueError(f"pad: axis {i} of size {n} cannot be cropped by ({a}, {b}): the negative widths "
+                             f"remove more than its {n} places")
+    if any(a < 0 or b < 0 for a, b in pad_width):  # crop first, as PyTorch
+        x = GetItem(tuple(slice(builtins.max(-a, 0), n - builtins.max(-b, 0))
+                          for (a, b), n in zip(pad_width, shape)))(x)
+        pad_width = tuple((builtins.max(a, 0), builtins.max(b, 0)) for a, b in pad_width)
+    if any(a or b for a, b in pad_width):
+        x = Pad(pad_width, value)(x)
+    return x
 
 
 # ---------------------------------------------------------------- indexing
