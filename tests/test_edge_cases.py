@@ -556,3 +556,24 @@ def test_expand_minus_one_keeps_a_size(bk):
     assert xn.tensor([1.0, 2.0]).expand((2, 3, -1)).shape == (2, 3, 2)
     with pytest.raises(ValueError, match="-1"):
         xn.tensor([1.0, 2.0]).expand(-1, 2)
+
+
+# ---------------------------------------------------------------- forms the sweep found (on every backend)
+
+def test_sweep_forms_on_every_backend(bk):
+    torch = _torch()
+    x0 = np.arange(10.0).reshape(5, 2)
+    x = _leaf(x0)
+    y = xn.take_along_axis(x, xn.tensor([[1], [-1]]), axis=0)  # the index broadcasts (take_along_dim)
+    yt = torch.take_along_dim(torch.tensor(x0), torch.tensor([[1], [-1]]), 0)
+    assert y.shape == (2, 2)
+    np.testing.assert_array_equal(to_np(y), yt.numpy())
+    y.sum().backward()
+    np.testing.assert_array_equal(to_np(x.grad), [[0, 0], [1, 1], [0, 0], [0, 0], [1, 1]])
+    assert xn.squeeze(xn.tensor(np.zeros((5, 1, 3))), (1, 2)).shape == (5, 3)  # size 3 stays, as torch
+    assert xn.take(xn.tensor(2.0), [0]).shape == ()  # index_select of a 0-d tensor
+    h = xn.nn.functional.hardtanh(xn.tensor([-1.0, 2.0]), 0.5, 0.5)
+    assert to_np(h).tolist() == [0.5, 0.5]
+    p = xn.nn.functional.avg_pool2d(xn.tensor(np.ones((1, 1, 3, 3))), 3, padding=(1,), stride=(2,))
+    assert p.shape == (1, 1, 2, 2)  # a 1-tuple stands for both axes
+    assert xn.gather(x, xn.tensor(np.zeros((5, 0), dtype=np.int64)), 1).shape == (5, 0)

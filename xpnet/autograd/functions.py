@@ -682,11 +682,11 @@ expand_dims = unsqueeze
 
 
 def squeeze(x, axis=None):
+    """``x`` without the given axes of size 1 (all of them when None); an axis of another size
+    is left in place, as ``torch.squeeze`` does."""
     shape = _shape(_raw(x))
     axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else _norm_axes(axis, len(shape))
-    for a in axes:
-        if shape[a] != 1:
-            raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {shape})")
+    axes = [a for a in axes if shape[a] == 1]  # an axis of another size stays, as in PyTorch
     return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
@@ -966,8 +966,13 @@ def take(x, indices, axis: int = 0):
     """Slices of ``x`` at integer ``indices`` (1-D) along ``axis``; a negative index counts from
     the end (as ``torch.take`` and NumPy); one outside ``[-n, n)`` raises IndexError."""
     idx = _index_array(x, indices)
-    axis = axis % len(_shape(_raw(x)))
-    idx = B.check_indices(idx, _shape(_raw(x))[axis], f"take along axis {axis}", wrap=True)
+    shape = _shape(_raw(x))
+    if not shape:  # a 0-d tensor: one element along axis 0 or -1, as PyTorch's index_select
+        _norm_axes(axis, 0)
+        idx = B.check_indices(_xp(x).reshape(idx, (-1,)), 1, "take from a 0-d tensor", wrap=True)
+        return reshape(Take(idx, 0)(reshape(x, (1,))), ())
+    axis = _norm_axes(axis, len(shape))[0]
+    idx = B.check_indices(idx, shape[axis], f"take along axis {axis}", wrap=True)
     return Take(idx, axis)(x)
 
 
@@ -980,6 +985,16 @@ def _along_axis(x, indices, axis, wrap, name):
         idx = B.check_indices(xp.reshape(idx, (-1,)), 1, f"{name} of a 0-d tensor", wrap=wrap)
         return reshape(take(reshape(x, (1,)), idx, 0), tuple(_index_array(x, indices).shape))
     axis = _norm_axes(axis, len(shape))[0]
+    if math.prod(idx.shape) == 0:  # nothing to take (PyTorch allows any shape then)
+        return reshape(Take(xp.reshape(idx, (-1,)), 0)(reshape(x, (-1,))), tuple(idx.shape))
+    if wrap and idx.ndim == len(shape):  # take_along_dim broadcasts the other axes
+        both = [builtins.max(a, b) if 1 in (a, b) else a for a, b in zip(shape, idx.shape)]
+        xs = tuple(n if d == axis else both[d] for d, n in enumerate(shape))
+        ids = tuple(n if d == axis else both[d] for d, n in enumerate(idx.shape))
+        if ids != tuple(idx.shape):
+            idx = xp.broadcast_to(idx, ids)
+        if xs != shape:
+            x, shape = broadcast_to(x, xs), xs
     if idx.ndim != len(shape):
         raise ValueError(f"{name}: indices of shape {tuple(idx.shape)} need as many dimensions as the input "
                          f"of shape {shape}")

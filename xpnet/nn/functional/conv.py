@@ -38,6 +38,8 @@ class LayerName:
 
 def _ntuple(v, n: int, what: str, name: str):
     t = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+    if len(t) == 1 and n > 1:  # a 1-tuple stands for every axis, as in PyTorch
+        t = t * n
     if len(t) != n or not all(isinstance(a, int) and not isinstance(a, bool) for a in t):
         raise ValueError(f"{name}: {what} must be an int or a tuple of {n} ints, got {v!r}")
     return t
