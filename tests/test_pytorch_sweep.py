@@ -254,9 +254,10 @@ KNOWN = {
 }
 
 
-def known(name, kind):
+def known(name, kind, table=None):
     """The documented reason why ``name`` fails a sample of ``kind``, or None."""
-    return next((why for start, why in KNOWN.get(name, {}).items() if kind.startswith(start)), None)
+    table = KNOWN if table is None else table
+    return next((why for start, why in table.get(name, {}).items() if kind.startswith(start)), None)
 
 
 # ------------------------------------------------------------------ running one sample
@@ -281,7 +282,10 @@ def _to_xn(v, pairs):
 
 
 def _outputs(y):
-    return list(y) if isinstance(y, (tuple, list)) else [y]
+    """The output tensors of an op or module, nested tuples flattened."""
+    if isinstance(y, (tuple, list)):
+        return [o for e in y for o in _outputs(e)]
+    return [y]
 
 
 def run_sample(op, fn, sample):
@@ -304,6 +308,12 @@ def run_sample(op, fn, sample):
         return f"unsupported: {e}"
     except Exception as e:
         return f"error: {type(e).__name__}: {str(e)[:80]}"
+    return _compare(got, want, pairs)
+
+
+def _compare(got, want, pairs):
+    """``"pass"`` or the kind of failure, for outputs ``got``/``want`` and the (torch, xpnet) leaves
+    whose gradients to compare (a weighted sum of the outputs is differentiated)."""
     want_o, got_o = _outputs(want), _outputs(got)
     if len(want_o) != len(got_o):
         return "value: number of outputs"
@@ -314,16 +324,14 @@ def run_sample(op, fn, sample):
             return f"value: shape {a.shape} != {b.shape}"
         if not np.allclose(a.astype(np.float64), b.astype(np.float64), rtol=1e-7, atol=1e-7, equal_nan=True):
             return "value"
-    if not pairs:
-        return "pass"
     rng = np.random.default_rng(0)
-    t_loss, x_loss = 0.0, 0.0
+    t_loss = x_loss = None
     for a, b in zip(got_o, want_o):
         if isinstance(b, torch.Tensor) and b.requires_grad and b.is_floating_point() and isinstance(a, xn.Tensor):
             w = rng.uniform(0.5, 1.5, size=tuple(b.shape))
-            t_loss = t_loss + (b * torch.tensor(w, dtype=b.dtype)).sum()
-            x_loss = x_loss + (a * xn.tensor(w, dtype="float64")).sum()
-    if not isinstance(t_loss, torch.Tensor):
+            tl, xl = (b * torch.tensor(w, dtype=b.dtype)).sum(), (a * xn.tensor(w, dtype="float64")).sum()
+            t_loss, x_loss = (tl, xl) if t_loss is None else (t_loss + tl, x_loss + xl)
+    if t_loss is None or not pairs:
         return "pass"
     t_loss.backward()
     try:
@@ -331,8 +339,7 @@ def run_sample(op, fn, sample):
     except Exception as e:
         return f"error in backward: {type(e).__name__}: {str(e)[:80]}"
     for tt, t in pairs:
-        gw = tt.grad
-        gg = t.grad
+        gw, gg = tt.grad, t.grad
         if gw is None and gg is None:
             continue
         gw = np.zeros(tuple(tt.shape)) if gw is None else gw.numpy()
@@ -340,6 +347,76 @@ def run_sample(op, fn, sample):
         if gg.shape != gw.shape or not np.allclose(gg, gw, rtol=1e-6, atol=1e-7, equal_nan=True):
             return "gradient"
     return "pass"
+
+
+def run_module_sample(info, xcls, mi, training):
+    """One ``module_db`` sample: the same constructor arguments, PyTorch's initial weights loaded
+    into xpnet's module (same names and layouts), outputs and gradients of inputs and parameters."""
+    pairs = []
+    cx, ct = _to_xn(tuple(mi.constructor_input.args), [])
+    kx, kt = _to_xn(dict(mi.constructor_input.kwargs), [])
+    fx, ft = _to_xn(tuple(mi.forward_input.args), pairs)
+    fkx, fkt = _to_xn(dict(mi.forward_input.kwargs), pairs)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.manual_seed(0)
+            m = info.module_cls(*ct, **kt).to(torch.float64)
+            m.train(training)
+            want = m(*ft, **fkt)
+    except Exception:
+        return "torch-error"
+    try:
+        xm = xcls(*cx, **kx).double()
+    except Exception as e:
+        return f"unsupported: constructor {type(e).__name__}: {str(e)[:60]}"
+    xm.train(training)
+    try:
+        xm.load_state_dict({k: v.detach().numpy().copy() for k, v in m.state_dict().items()})
+    except Exception as e:
+        return f"error: state_dict {type(e).__name__}: {str(e)[:60]}"
+    params = dict(xm.named_parameters())
+    for name, p in m.named_parameters():
+        if name in params:
+            pairs.append((p, params[name]))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            got = xm(*fx, **fkx)
+    except Exception as e:
+        return f"error: {type(e).__name__}: {str(e)[:80]}"
+    return _compare(got, want, pairs)
+
+
+def module_sweep():
+    """``{module name: {kind: count}}`` over ``module_db`` for every module xpnet has (float64, CPU)."""
+    from torch.testing._internal.common_modules import module_db
+    results = {}
+    with xn.using("numpy"):
+        for info in module_db:
+            name = info.module_cls.__name__
+            xcls = getattr(xn.nn, name, None)
+            if xcls is None or name in MODULES_LEFT_OUT:
+                continue
+            counts = results.setdefault(name, {})
+            for training in ((True, False) if info.train_and_eval_differ else (True,)):
+                for mi in info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True,
+                                                  training=training):
+                    if mi.forward_input is None:
+                        continue
+                    kind = run_module_sample(info, xcls, mi, training)
+                    counts[kind] = counts.get(kind, 0) + 1
+    return results
+
+
+MODULES_LEFT_OUT = {}  # name -> why the module sweep does not run it
+_ISSUE_12 = "PyTorch's signature, added by issue 12 (bias= on BatchNorm/GroupNorm; forward(input=...))"
+KNOWN_MODULES = {  # as KNOWN, for module_db
+    "BatchNorm1d": {"unsupported: constructor TypeError": _ISSUE_12},
+    "BatchNorm2d": {"unsupported: constructor TypeError": _ISSUE_12},
+    "GroupNorm": {"unsupported: constructor TypeError": _ISSUE_12},
+    "Linear": {"error: TypeError: Linear.forward() got an unexpected keyword argument 'input'": _ISSUE_12},
+}
 
 
 def _op_name(op):
@@ -363,9 +440,7 @@ def sweep():
     return results
 
 
-def test_pytorch_op_db_sweep():
-    results = sweep()
-    assert len(results) >= 90, f"only {len(results)} ops mapped"
+def _check(results, table, what, least_ops, least_samples):
     failures, documented, passed = [], 0, 0
     for name, counts in sorted(results.items()):
         for kind, n in counts.items():
@@ -373,11 +448,20 @@ def test_pytorch_op_db_sweep():
                 passed += n
             elif kind == "torch-error":
                 continue
-            elif known(name, kind):
+            elif known(name, kind, table):
                 documented += n
             else:
                 failures.append(f"{name}: {n} x {kind}")
-    print(f"\npytorch sweep: {passed} samples pass, {documented} documented differences, "
-          f"over {len(results)} ops")
-    assert passed > 3000
+    print(f"\npytorch {what} sweep: {passed} samples pass, {documented} documented differences, "
+          f"over {len(results)} {what}s")
+    assert len(results) >= least_ops, f"only {len(results)} {what}s mapped"
+    assert passed >= least_samples
     assert not failures, "\n".join(failures)
+
+
+def test_pytorch_op_db_sweep():
+    _check(sweep(), KNOWN, "op", 95, 3300)
+
+
+def test_pytorch_module_db_sweep():
+    _check(module_sweep(), KNOWN_MODULES, "module", 40, 590)
