@@ -34,6 +34,8 @@ ADVANCED_KEYS = {
     "bool_mask_inner": (slice(None), X24[0] > 5),
     "broadcast_arrays": (np.array([[0], [1]]), [0, 2]),
     "one_list": ([1, -1, 1],),
+    "bool_list": ([True, False],),
+    "bool_list_inner": (slice(None), [False, True, True]),
     "strided_slices": (slice(None, None, 2), [2, 0, 2], slice(1, None)),
 }
 

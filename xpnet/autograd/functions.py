@@ -791,7 +791,7 @@ def _is_index_array(k) -> bool:
 
 def _expand_key(key, shape):
     """``key`` with ``...`` spelled out as slices; IndexError for too many indices."""
-    used = builtins.sum(1 if not (_is_index_array(k) and _is_bool(k)) else len(_shape(_raw(k)))
+    used = builtins.sum(_mask_ndim(k) if _is_index_array(k) and _is_bool(k) else 1
                         for k in key if k is not None and k is not Ellipsis)
     if used > len(shape):
         raise IndexError(f"too many indices for a tensor of {len(shape)} dimensions (shape {shape}): "
@@ -805,8 +805,20 @@ def _expand_key(key, shape):
     return key + fill
 
 
+def _mask_ndim(k) -> int:
+    """The number of axes a boolean mask (array, tensor or nested list) indexes."""
+    if isinstance(k, list):
+        n = 0
+        while isinstance(k, list):
+            n, k = n + 1, (k[0] if k else None)
+        return n
+    return len(_shape(_raw(k)))
+
+
 def _is_bool(k) -> bool:
     if isinstance(k, list):
+        while k and isinstance(k[0], list):
+            k = k[0]
         return len(k) > 0 and builtins.all(isinstance(v, bool) for v in k)
     d = _raw(k)
     return B.namespace_of(d).isdtype(d.dtype, "bool")
