@@ -459,7 +459,9 @@ class _SoftmaxCrossEntropy(Function):
         denominator of 0, every target ignored, divides by 1: the gradient is exactly 0, as PyTorch)."""
         if self.reduction == "none":
             return F.unsqueeze(g, self.axis)
-        return g / self.safe if self.reduction == "mean" and self.safe else g
+        if self.reduction != "mean" or not (hasattr(self.safe, "shape") or self.safe):  # no bool() of an array:
+            return g                                                                   # that would sync a GPU
+        return g / self.safe
 
     def _softmax(self, x):
         """softmax(x), differentiable, from the forward pass's exponentials."""
