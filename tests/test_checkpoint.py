@@ -1,5 +1,6 @@
 """Checkpoints: safetensors round trips, exact resumption, atomic writes, and bad files that change nothing."""
 
+import errno
 import json
 import math
 import os
@@ -284,11 +285,15 @@ def test_load_weights_options(bk, tmp_path):
 
 # ----------------------------------------------------------------- bad files
 
-def _rewrite_header(path, edit):
+def _rewrite_header(path, edit, redigest=True):
+    """Edit the header; with ``redigest`` the metadata digest is recomputed, as a writer with
+    wrong values would do, so that the checks behind the digest are tested."""
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])
     edit(header)
+    if redigest and "metadata_sha256" in header.get("__metadata__", {}):
+        header["__metadata__"]["metadata_sha256"] = ck._meta_digest(header["__metadata__"])
     h = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(h)) + h + raw[8 + n:])
 
@@ -317,6 +322,43 @@ def _newer_format(h):
     h["__metadata__"]["format_version"] = "99"
 
 
+def _meta(key, value):
+    def edit(h):
+        h["__metadata__"][key] = value
+    return edit
+
+
+def _json_meta(key, change):
+    """Edit one JSON metadata entry (parsed with the checkpoint's own tags)."""
+    def edit(h):
+        d = json.loads(h["__metadata__"][key])
+        change(d)
+        h["__metadata__"][key] = json.dumps(d)
+    return edit
+
+
+def _set_group(key, value):
+    def change(d):
+        d["param_groups"][0][key] = value
+    return _json_meta("optimizer", change)
+
+
+def _flip_bit(name, bit=3):
+    """Flip one bit of tensor ``name``'s data; the header (and its digests) unchanged."""
+    def corrupt(path):
+        raw = bytearray(path.read_bytes())
+        n = struct.unpack("<Q", raw[:8])[0]
+        start, end = json.loads(raw[8:8 + n])[name]["data_offsets"]
+        raw[8 + n + (start + end) // 2] ^= 1 << bit
+        path.write_bytes(bytes(raw))
+    return corrupt
+
+
+def _folder(p):
+    p.unlink()
+    p.mkdir()
+
+
 BAD = {
     "random bytes": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(500)), "not a valid safetensors"),
     "truncated": (lambda p: p.write_bytes(p.read_bytes()[:p.stat().st_size // 2]), "not a valid safetensors"),
@@ -335,6 +377,40 @@ BAD = {
                               "optimizer state does not fit Adam.*parameter group 0 has 2"),
     "no optimizer": (lambda p: ck.save(p, make()), "has no optimizer state"),
     "plain weights": (lambda p: ck.save_weights(p, make()), "not an xpnet checkpoint"),
+    # silent corruption: one flipped bit anywhere
+    "bit flip in a weight": (_flip_bit("model.0.weight"), "tensor 'model.0.weight' is corrupted"),
+    "bit flip in a bias (sign)": (_flip_bit("model.2.bias", 7), "tensor 'model.2.bias' is corrupted"),
+    "bit flip in optimizer state": (_flip_bit("optimizer.state.1.exp_avg_sq", 0),
+                                    "tensor 'optimizer.state.1.exp_avg_sq' is corrupted"),
+    "metadata edited": (lambda p: _rewrite_header(p, _meta("epoch", "7"), redigest=False), "metadata is corrupted"),
+    "digest of a tensor dropped": (lambda p: _rewrite_header(p, _json_meta("tensor_sha256", lambda d: d.pop(
+        "model.0.bias"))), "tensors model.0.bias do not match the digests"),
+    "digest table not a table": (lambda p: _rewrite_header(p, _meta("tensor_sha256", "[1, 2]")), "not a table"),
+    # every load failure a CheckpointError naming the file
+    "a folder": (_folder, "is a folder"),
+    "no such file": (lambda p: p.unlink(), r"cannot read the checkpoint \(no such file\)"),
+    "metadata nested 100,000 deep": (lambda p: _rewrite_header(p, _meta("metadata", "[" * 100000 + "]" * 100000)),
+                                     "'metadata' is nested too deeply"),
+    "malformed tuple tag": (lambda p: _rewrite_header(p, _meta("metadata", '{"__tuple__": 5}')),
+                            "'metadata' is not valid JSON.*__tuple__: expected a list"),
+    "malformed items tag": (lambda p: _rewrite_header(p, _meta("metadata", '{"__items__": [[[1], 2]]}')),
+                            "'metadata' is not valid JSON.*unhashable"),
+    "malformed float tag": (lambda p: _rewrite_header(p, _meta("metadata", '{"__float__": "abc"}')),
+                            "__float__: expected 'inf'"),
+    # metadata of the wrong type
+    "lr of 'abc'": (lambda p: _rewrite_header(p, _set_group("lr", "abc")), r"param_groups\[0\]\['lr'\] is 'abc'"),
+    "lr of -1": (lambda p: _rewrite_header(p, _set_group("lr", -1.0)), r"'lr'\] is -1.0: expected a finite number"),
+    "betas of one number": (lambda p: _rewrite_header(p, _set_group("betas", {"__tuple__": [0.9]})),
+                            r"'betas'\] has 1 entries: expected 2"),
+    "amsgrad of 'yes'": (lambda p: _rewrite_header(p, _set_group("amsgrad", "yes")),
+                         r"'amsgrad'\] is 'yes': expected bool"),
+    "epoch of 'x'": (lambda p: _rewrite_header(p, _meta("epoch", '"x"')), "'epoch' is 'x': expected a whole number"),
+    "step of -3": (lambda p: _rewrite_header(p, _meta("step", "-3")), "'step' is -3"),
+    "epoch of 2.5": (lambda p: _rewrite_header(p, _meta("epoch", "2.5")), "'epoch' is 2.5"),
+    "scheduler last_epoch of 'x'": (lambda p: _rewrite_header(p, _json_meta("scheduler", lambda d: d.update(
+        last_epoch="x"))), r"scheduler state does not fit StepLR: state\['last_epoch'\] is 'x'"),
+    "scheduler gamma of a list": (lambda p: _rewrite_header(p, _json_meta("scheduler", lambda d: d.update(
+        gamma=[1]))), r"state\['gamma'\] is \[1\]: expected a number"),
 }
 
 
@@ -362,6 +438,7 @@ def test_bad_files_raise_and_change_nothing(bk, case, tmp_path):
     assert str(path) in str(err.value)
     assert_same(snapshot(model, opt), before)
     assert sched.last_epoch == 3
+    ck.save(path.parent / "fresh.safetensors", model, opt, sched)  # and nothing is left half done
 
 
 def test_bad_weight_file_changes_nothing(bk, tmp_path):
@@ -401,29 +478,273 @@ def test_file_is_plain_safetensors_and_loads_without_pickle(bk, tmp_path, monkey
     assert ck.load(path, make(), make_opt(make(), "sgd"))["epoch"] == 2
 
 
-@pytest.mark.parametrize("where", ["writer", "fsync", "replace"])
-def test_write_is_atomic(bk, where, tmp_path, monkeypatch):
+class _HalfWriter:
+    """A file whose write stores half the bytes, then fails as a full disk does."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, data):
+        self.f.write(data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+@pytest.mark.parametrize("where", ["writer", "fsync", "replace", "folder fsync"])
+def test_write_is_atomic_and_errors_name_the_checkpoint(bk, where, tmp_path, monkeypatch):
     path = tmp_path / "ck.safetensors"
     old = make(seed=1)
     ck.save(path, old, epoch=1)
-
-    def half_written(tensors, filename, metadata=None):
-        real_save_file(tensors, filename, metadata)
-        with open(filename, "r+b") as f:
-            f.truncate(os.path.getsize(filename) // 2)
-        raise OSError("disk full")
+    real_fsync, real_open = os.fsync, open
 
     def fail(*a, **k):
-        raise OSError("disk full")
-    real_save_file = ck.save_file
-    target = {"writer": (ck, "save_file", half_written), "fsync": (ck.os, "fsync", fail),
-              "replace": (ck.os, "replace", fail)}[where]
-    monkeypatch.setattr(*target)
-    with pytest.raises(OSError, match="disk full"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def fsync_files_only(fd):  # the folder's fsync fails (after the rename: the new file is whole)
+        return fail() if os.path.isdir(f"/proc/self/fd/{fd}") else real_fsync(fd)
+
+    target = {"writer": (ck, "open", lambda *a, **k: _HalfWriter(real_open(*a, **k))),
+              "fsync": (ck.os, "fsync", fail), "replace": (ck.os, "replace", fail),
+              "folder fsync": (ck.os, "fsync", fsync_files_only)}[where]
+    monkeypatch.setattr(*target, raising=False)
+    if where == "folder fsync" and not os.path.isdir("/proc/self/fd"):
+        pytest.skip("needs /proc to tell a folder's descriptor")
+    with pytest.raises(OSError, match="cannot write the checkpoint.*No space left") as err:
         ck.save(path, make(seed=2), epoch=2)
     monkeypatch.undo()
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
+    assert ".tmp" not in str(err.value)
     assert os.listdir(tmp_path) == ["ck.safetensors"]  # no temporary file left behind
     model = make(seed=3)
-    assert ck.load(path, model)["epoch"] == 1
-    assert_same({k: to_np(v) for k, v in model.state_dict().items()},
-                {k: to_np(v) for k, v in old.state_dict().items()})
+    assert ck.load(path, model)["epoch"] == (2 if where == "folder fsync" else 1)
+    if where != "folder fsync":
+        assert_same({k: to_np(v) for k, v in model.state_dict().items()},
+                    {k: to_np(v) for k, v in old.state_dict().items()})
+
+
+# ------------------------------------------------------------- digests (silent corruption)
+
+def test_weight_files_are_verified_too(bk, tmp_path):
+    path = tmp_path / "w.safetensors"
+    ck.save_weights(path, make(seed=2))
+    for name, bit in (("0.weight", 0), ("2.bias", 6)):
+        ck.save_weights(path, make(seed=2))
+        _flip_bit(name, bit)(path)
+        model = make()
+        before = snapshot(model)
+        with pytest.raises(CheckpointError, match=f"{path}: tensor '{name}' is corrupted"):
+            ck.load_weights(path, model)
+        assert_same(snapshot(model), before)
+
+
+def test_files_without_digests_still_load(bk, tmp_path):
+    from safetensors.numpy import save_file
+    src = make(seed=4)
+    want = {k: to_np(v) for k, v in src.state_dict().items()}
+    plain = tmp_path / "plain.safetensors"  # as PyTorch's safetensors.torch.save_file writes it
+    save_file(want, str(plain))
+    model = make()
+    ck.load_weights(plain, model)
+    assert_same({k: to_np(v) for k, v in model.state_dict().items()}, want)
+
+    old = tmp_path / "old.safetensors"  # an xpnet checkpoint from before the digests
+    ck.save(old, src, epoch=3)
+
+    def drop(h):
+        del h["__metadata__"]["tensor_sha256"], h["__metadata__"]["metadata_sha256"]
+    _rewrite_header(old, drop)
+    model = make()
+    assert ck.load(old, model)["epoch"] == 3
+    assert_same({k: to_np(v) for k, v in model.state_dict().items()}, want)
+
+
+def test_loader_state_is_checked_before_anything_is_applied(bk, tmp_path):
+    data = pytest.importorskip("xpnet.data")
+    X = np.arange(20, dtype=np.float32).reshape(10, 2)
+    saved = data.DataLoader(data.ArrayDataset(X), batch_size=3, shuffle=True, seed=7)
+    next(iter(saved))
+    model = make()
+    path = tmp_path / "l.safetensors"
+    bad_states = {"rng state": {"bit_generator": "PCG64", "state": "x"},
+                  "generator kind": {"bit_generator": "MT19937", "state": {"key": [1], "pos": 0}},
+                  "epoch": "x", "batch": -1, "seed": 1.5}
+    for what, value in bad_states.items():
+        ck.save(path, model, loader=saved)
+        key = "rng_state" if what in ("rng state", "generator kind") else what
+        _rewrite_header(path, _json_meta("loader", lambda d: d.update({key: value})))
+        loader = data.DataLoader(data.ArrayDataset(X), batch_size=3, shuffle=True, seed=99)
+        loader.set_epoch(2)
+        want_batch = to_np(next(iter(loader))[0])
+        loader.set_epoch(2)
+        other = make(seed=9)
+        before, rng = snapshot(other), B.default_generator().get_state()
+        with pytest.raises(CheckpointError, match=f"{path}: the loader state does not fit"):
+            ck.load(path, other, loader=loader)
+        assert (loader.seed, loader.epoch) == (99, 2), what
+        np.testing.assert_array_equal(to_np(next(iter(loader))[0]), want_batch)
+        assert_same(snapshot(other), before)
+        assert B.default_generator().get_state() == rng
+
+
+def test_digest_cost_is_one_hash_per_tensor(bk, tmp_path, monkeypatch):
+    """Each tensor is hashed once at save and once at load (the cost measured in docs/benchmarks.md)."""
+    calls = []
+    real = ck._digest
+    monkeypatch.setattr(ck, "_digest", lambda a: calls.append(a.size) or real(a))
+    model = make()
+    ck.save(tmp_path / "c.safetensors", model, make_opt(model, "sgd"))
+    assert len(calls) == 4
+    ck.load(tmp_path / "c.safetensors", make())
+    assert len(calls) == 8
+
+
+# ------------------------------------------------- files: folders, modes, leftovers, refusals
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_files_respect_the_umask(umask, tmp_path):
+    old = os.umask(umask)
+    try:
+        ck.save(tmp_path / "c.safetensors", make())
+        ck.save_weights(tmp_path / "w.safetensors", make())
+    finally:
+        os.umask(old)
+    for name in ("c.safetensors", "w.safetensors"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_parent_folders_are_created(tmp_path):
+    ck.save(tmp_path / "runs" / "a" / "b" / "c.safetensors", make(), epoch=1)
+    ck.save_weights(tmp_path / "w" / "x" / "w.safetensors", make())
+    assert ck.load(tmp_path / "runs" / "a" / "b" / "c.safetensors", make())["epoch"] == 1
+    ck.load_weights(tmp_path / "w" / "x" / "w.safetensors", make())
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(OSError, match="cannot write the checkpoint") as err:
+        ck.save(tmp_path / "file" / "c.safetensors", make())
+    assert err.value.filename == str(tmp_path / "file" / "c.safetensors")
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(IsADirectoryError, match="cannot write the checkpoint") as err:  # the target is a folder
+        ck.save_weights(tmp_path / "taken", make())
+    assert err.value.filename == str(tmp_path / "taken") and ".tmp" not in str(err.value)
+    assert not [n for n in os.listdir(tmp_path) if n.endswith(".tmp")]
+
+
+def _stale(folder, base, content=b"half a checkpoint", age=0.0):
+    import uuid
+    p = folder / f".{base}.{uuid.uuid4().hex}.tmp"
+    p.write_bytes(content)
+    if age:
+        os.utime(p, (p.stat().st_atime - age, p.stat().st_mtime - age))
+    return p
+
+
+def test_stale_temp_files_are_cleaned_but_not_those_of_live_writers(tmp_path):
+    fcntl = pytest.importorskip("fcntl")
+    path = tmp_path / "ck.safetensors"
+    stale = [_stale(tmp_path, path.name), _stale(tmp_path, path.name, b"", age=3600)]
+    young_empty = _stale(tmp_path, path.name, b"")             # a writer may be about to lock it
+    other = _stale(tmp_path, "other.safetensors")              # another checkpoint's: not ours to judge
+    lookalike = tmp_path / f".{path.name}.not-a-temp.tmp"
+    lookalike.write_bytes(b"x")
+    live = _stale(tmp_path, path.name)
+    with open(live, "rb") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)                 # as a writer at work holds it
+        ck.save(path, make(), epoch=5)
+        assert all(not p.exists() for p in stale)
+        assert live.exists() and young_empty.exists() and other.exists() and lookalike.exists()
+    ck.save(path, make(), epoch=6)                             # the writer is gone: its file is stale now
+    assert not live.exists() and young_empty.exists()
+    assert ck.load(path, make())["epoch"] == 6
+
+
+KILLED_WRITER = """
+import sys, time
+import xpnet as xn
+from xpnet import checkpoint as ck, nn
+def stall(fd):
+    print("writing", flush=True)
+    time.sleep(120)
+ck.os.fsync = stall            # killed between writing the bytes and the rename
+xn.manual_seed(int(sys.argv[2]))
+ck.save(sys.argv[1], nn.Sequential(nn.Linear(300, 300), nn.Linear(300, 3)), epoch=int(sys.argv[2]))
+"""
+
+
+def test_sigkill_during_saves_leaves_nothing_behind(tmp_path):
+    """A writer SIGKILLed in the middle of a save leaves one temp file (ours, no second one from
+    safetensors), which the next save removes; one of a writer still at work is kept."""
+    import signal
+    import subprocess
+    import sys
+    pytest.importorskip("fcntl")
+    path = tmp_path / "ck.safetensors"
+    ck.save(path, make(), epoch=1)
+    script = tmp_path / "writer.py"
+    script.write_text(KILLED_WRITER)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))}
+
+    def start(seed):
+        proc = subprocess.Popen([sys.executable, str(script), str(path), str(seed)], stdout=subprocess.PIPE,
+                                text=True, env=env)
+        assert proc.stdout.readline().strip() == "writing"
+        return proc
+
+    def temps():
+        return sorted(n for n in os.listdir(tmp_path) if n.endswith(".tmp"))
+
+    seen = []
+    for seed in (2, 3, 4):
+        proc = start(seed)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        left = temps()  # the killed writer's one file; it had removed the one before
+        assert len(left) == 1 and left[0].startswith(".ck.safetensors.") and left[0] not in seen
+        seen += left
+    live = start(5)                                   # a writer still at work: it removed the stale one
+    try:
+        held = temps()
+        assert len(held) == 1 and held[0] not in seen
+        ck.save(path, make(), epoch=7)                # leaves the live writer's file alone
+        assert temps() == held
+        assert ck.load(path, make())["epoch"] == 7
+    finally:
+        os.kill(live.pid, signal.SIGKILL)
+        live.wait()
+    ck.save(path, make(), epoch=8)
+    assert sorted(os.listdir(tmp_path)) == ["ck.safetensors", "writer.py"]
+    assert ck.load(path, make())["epoch"] == 8
+
+
+@pytest.mark.parametrize("where", ["weight", "bias", "optimizer state"])
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_non_finite_weights_are_never_written(bk, where, value, tmp_path):
+    model = make()
+    opt = make_opt(model, "adam")
+    train(model, opt, None, 1)
+    path = tmp_path / "c.safetensors"
+    ck.save(path, model, opt, epoch=1)
+    ck.save_weights(tmp_path / "w.safetensors", model)
+    good = path.read_bytes()
+    layer = model[2]
+    if where == "optimizer state":
+        p = layer.weight
+        opt.state[p]["exp_avg"] = bk.xp.full(p.shape, value, dtype=p.dtype, device=bk.device)
+        name = "optimizer.state.2.exp_avg"
+    else:
+        p = layer.weight if where == "weight" else layer.bias
+        p.data = bk.xp.full(p.shape, value, dtype=p.dtype, device=bk.device)
+        name = "model.2." + where
+    with pytest.raises(ck.NonFiniteWeightsError, match=f"refused to write {path}: non-finite.*{name} "):
+        ck.save(path, model, opt, epoch=2)
+    assert path.read_bytes() == good and sorted(os.listdir(tmp_path)) == ["c.safetensors", "w.safetensors"]
+    if where != "optimizer state":
+        with pytest.raises(ck.NonFiniteWeightsError, match=f"{where}"):
+            ck.save_weights(tmp_path / "w.safetensors", model)
+        assert ck.load_weights(tmp_path / "w.safetensors", make()) == ([], [])

@@ -383,6 +383,13 @@ def test_malformed_idx(tmp_path):
         "2 extra bytes": good + b"\0\0",
         "truncated header": good[:9],
         "too short": b"\0\0",
+        # dimensions whose product passes 2**63 (int64 would wrap around to a small size)
+        "truncated: the header says shape \\(4294967295, 4294967295, 4294967295\\)":
+            b"\0\0\x08\x03" + b"\xff\xff\xff\xff" * 3 + bytes(8),
+        "truncated: the header says shape \\(65536, 65536, 65536, 65536\\)":  # 2**64: int64 wraps to 0
+            b"\0\0\x08\x04" + b"\x00\x01\x00\x00" * 4,
+        "truncated: the header says shape \\(2147483648, 2147483648, 4\\) of i4":  # 2**64 bytes of int32
+            b"\0\0\x0c\x03" + b"\x80\0\0\0" * 2 + b"\0\0\0\x04" + bytes(16),
     }
     for match, data in cases.items():
         path = _write(tmp_path / "x-idx3-ubyte", data)
@@ -490,6 +497,13 @@ def test_malformed_cifar(tmp_path):
         "t5": (pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [10]}), "label 10 is out of range"),
         "t6": (b"not a pickle at all", "not a readable CIFAR-10 python batch"),
         "t7.bin": (bytes(3073 * 2 - 5), "not a whole number of 3073-byte records"),
+        "t8": (pickle.dumps({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0.5, 1.0, 2.7]}),
+               r"'labels' are float64 \(0.5, 1.0, 2.7, ...\): expected integers"),
+        "t9": (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": np.array([1.0, 2.0], np.float32)}),
+               "'labels' are float32"),
+        "t10": (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [True, False]}), "'labels' are bool"),
+        "t11": (pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": ["1", "2"]}), "'labels' are <U1"),
+        "t12": (pickle.dumps({b"data": np.zeros((1, 3072), np.uint8), b"labels": [2**70]}), "'labels' are object"),
     }
     for name, (data, match) in cases.items():
         path = _write(tmp_path / name, data)

@@ -210,6 +210,30 @@ def test_sequence_gradcheck(bk, cls):
     xn.gradcheck(_with_params(m, []), RNG.normal(size=(L, N, IN)), *states)
 
 
+def test_sequence_gradgradcheck_bidirectional_lstm(bk):
+    """Grad of grad through the fused recurrence (it re-runs the elementary steps), both directions."""
+    m = nn.LSTM(2, 2, bidirectional=True, dtype="float64")
+    xn.gradgradcheck(lambda x: m(x)[0], RNG.normal(size=(3, 1, 2)))
+
+
+@pytest.mark.parametrize("cls", ["RNN", "GRU", "LSTM"])
+def test_one_graph_node_per_layer_and_direction(bk, cls):
+    """The recurrence of a layer and direction is one operation (RecurrentScan), not one per step."""
+    from xpnet.nn.recurrent_scan import RecurrentScan
+    m = getattr(nn, cls)(IN, H, bidirectional=True)
+    out, _ = m(xn.tensor(RNG.normal(size=(L, N, IN)), dtype="float32"))
+    seen, stack = {}, [out.creator]
+    while stack:
+        f = stack.pop()
+        if f is None or id(f) in seen:
+            continue
+        seen[id(f)] = f
+        stack += [x.creator for x in f.inputs if isinstance(x, xn.Tensor)]
+    scans = [f for f in seen.values() if isinstance(f, RecurrentScan)]
+    assert sorted(f.reverse for f in scans) == [False, True]
+    assert len(seen) < 12  # linear, scan (x2), slices, concat: nothing per time step
+
+
 def test_unbatched_cell_matches_batched(bk):
     m = nn.LSTMCell(IN, H, dtype="float64")
     x, h, c = RNG.normal(size=(IN,)), RNG.normal(size=(H,)), RNG.normal(size=(H,))

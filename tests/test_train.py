@@ -229,8 +229,10 @@ def test_bad_metric_and_loss_names():
 
 def test_monitor_missing_lists_the_logs():
     X, y = blobs(32)
-    with pytest.raises(KeyError, match="'val_loss' is not in the logs"):
-        make().fit(X, y, epochs=1, callbacks=[EarlyStopping()])
+    tr = make()
+    with pytest.raises(ValueError, match="monitor 'val_loss' will not be in the logs.*loss, accuracy.*validation_data"):
+        tr.fit(X, y, epochs=1, callbacks=[EarlyStopping()])
+    assert tr.global_step == 0  # refused before the first step
 
 
 def test_confusion_matrix_metric_goes_to_results_not_logs():

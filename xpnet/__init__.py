@@ -12,7 +12,8 @@ from .autograd.functions import *  # noqa: F401,F403  (the differentiable operat
 from .autograd.functions import abs, max, min, pow, sum  # noqa: F401  (shadow builtins on purpose)
 from . import nn  # noqa: E402,F401
 from . import checkpoint, data, optim, train  # noqa: E402,F401
-from .checkpoint import load, load_weights, save, save_weights  # noqa: E402,F401
+from .checkpoint import CheckpointError, NonFiniteWeightsError, load, load_weights, save, save_weights  # noqa: E402,F401
+from .compile import compile  # noqa: E402,F401  (shadows the builtin on purpose, as torch.compile)
 from .train import Trainer  # noqa: E402,F401
 from .backend import (Backend, BackendUnavailable, Generator, OutOfMemoryError, available_backends,
                       current_backend, default_generator, get_backend, get_float32_matmul_precision, manual_seed,

@@ -1,7 +1,7 @@
 """Reverse-mode automatic differentiation over the Array API."""
 
 from . import functions
-from .engine import grad
+from .engine import BackwardHookHandle, grad, register_backward_end_hook
 from .gradcheck import GradcheckError, gradcheck, gradgradcheck
 from .tensor import Function, Tensor, enable_grad, is_grad_enabled, no_grad, set_grad_enabled, tensor
 

@@ -2,8 +2,36 @@
 
 from __future__ import annotations
 
+import itertools
+
 from .. import backend as B
 from .tensor import Function, Tensor, set_grad_enabled
+
+_backward_end_hooks = {}
+_hook_ids = itertools.count()
+
+
+class BackwardHookHandle:
+    """Returned by :func:`register_backward_end_hook`; ``remove()`` unregisters the hook."""
+
+    def __init__(self, key):
+        self.key = key
+
+    def remove(self):
+        _backward_end_hooks.pop(self.key, None)
+
+
+def register_backward_end_hook(hook) -> BackwardHookHandle:
+    """Call ``hook(leaves)`` each time a ``backward()`` walk has ended and accumulated its
+    gradients into ``.grad``; ``leaves`` is the list of tensors whose ``.grad`` it changed.
+    (``autograd.grad`` touches no ``.grad`` and calls no hook.)  Hooks run in the order they
+    were registered; DistributedDataParallel averages the gradients over processes here.
+    Returns a handle whose ``remove()`` unregisters the hook."""
+    if not callable(hook):
+        raise TypeError(f"register_backward_end_hook: expected a callable, got {type(hook).__name__}")
+    key = next(_hook_ids)
+    _backward_end_hooks[key] = hook
+    return BackwardHookHandle(key)
 
 
 def _topological(roots) -> list[Function]:
@@ -106,6 +134,7 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, targets=N
 def backward(roots, grads, retain_graph=False, create_graph=False):
     """Accumulate gradients into ``.grad`` of the leaves (and retained tensors)."""
     found, keep = run_backward(roots, grads, retain_graph, create_graph)
+    touched = []
     for k, g in found.items():
         t = keep.get(k)
         if t is None or not (t.creator is None or t._retain):
@@ -114,6 +143,9 @@ def backward(roots, grads, retain_graph=False, create_graph=False):
         if g.data.dtype != t.data.dtype:  # a root's own seed may differ: .grad has the leaf's dtype
             g = _cast(g, t.data.dtype)
         t.grad = g if t.grad is None else t.grad + g
+        touched.append(t)
+    for hook in list(_backward_end_hooks.values()):
+        hook(touched)
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False, allow_unused=False):

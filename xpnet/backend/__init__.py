@@ -4,6 +4,7 @@ Everything outside this package calls only the Array API standard through a name
 ``xp``, plus the few helpers re-exported here (``from xpnet import backend as B``;
 ``B.scatter_add``, ``B.to_numpy``, ...).  One module per job:
 
+- :mod:`.precision`: float32 matmul precision (TF32);
 - :mod:`.select`: the libraries, devices, :class:`Backend`, and the current one
   (:func:`use`, :func:`using`, ``XPNET_BACKEND``);
 - :mod:`.dtypes`: dtype names and their NumPy equivalents across libraries;
@@ -12,25 +13,28 @@ Everything outside this package calls only the Array API standard through a name
 - :mod:`.special`: the error function;
 - :mod:`.checks`: input checks deferred on accelerators (no synchronization per step);
 - :mod:`.random`: the seeded generator and counter-based bits made on the device;
-- :mod:`.precision`: float32 matmul precision (TF32);
-- :mod:`.memory`: out-of-memory errors.
+- :mod:`.memory`: out-of-memory errors;
+- :mod:`.jit`: ``jax.jit`` for replayed steps (:mod:`xpnet.compile`).
 
-Imports go one way, down this list (``select`` imports only ``precision``).
+A module imports only those above it in this list, except for the
+convenience :meth:`Backend.asarray`, which calls :func:`.arrays.as_array` at call time.
 """
 
 import array_api_compat  # noqa: F401  (B.array_api_compat: the compat layer, for device())
 
-from . import arrays, checks, dtypes, memory, ops, precision, random, select, special  # noqa: F401
+from . import arrays, checks, dtypes, jit, memory, ops, precision, random, select, special  # noqa: F401
 from .arrays import (_host_copy, _pending_checks, as_array, backend_of, flush_checks,  # noqa: F401
                      namespace_of, on_host, to_numpy, transfer)
 from .checks import check_indices, index_bounds, require  # noqa: F401
 from .dtypes import dtype_name, isdtype, numpy_dtype, resolve_dtype  # noqa: F401
+from .jit import jit as jit_compile  # noqa: F401
 from .memory import OutOfMemoryError, is_out_of_memory  # noqa: F401
 from .ops import (add_slices, add_slices_portable, assign, clip, clip_portable, index_zeros_set,  # noqa: F401
                   pad, scatter_add, scatter_add_portable, sign, sign_portable)
 from .precision import (MATMUL_PRECISIONS, _precision_applied, _set_cupy_precision,  # noqa: F401
                         get_float32_matmul_precision, set_float32_matmul_precision)
-from .random import Generator, default_generator, manual_seed, random_bits, random_bits_portable  # noqa: F401
+from .random import (Generator, default_generator, manual_seed, random_bits, random_bits_portable,  # noqa: F401
+                     set_process_stream)
 from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends,  # noqa: F401
                      cuda_available, current_backend, describe, device_name, get_backend,
                      matmul_precision_note, use, using)

@@ -47,8 +47,11 @@ class Generator:
         return self._out(self.host.permutation(n), b.xp.int64, b)
 
     def bernoulli(self, shape, p: float, backend=None):
-        """A boolean mask, True with probability ``p`` (to 2**-24), made on the device."""
+        """A boolean mask, True with probability ``p`` (to 2**-24), made on the device.
+        Each process of a distributed job draws its own masks (:func:`set_process_stream`)."""
         keys = tuple(int(k) for k in self.host.integers(-2**31, 2**31, size=2))
+        if _process["stream"]:
+            keys = (_signed32(keys[0] + _process["stream"] * 0x9E3779B9), keys[1])
         return random_bits(shape, keys, backend or current_backend()) < round(p * 2**24)
 
     def orthogonal(self, rows: int, cols: int):
@@ -63,6 +66,24 @@ class Generator:
 
     def set_state(self, state: dict):
         self.host.bit_generator.state = state
+
+
+_process = {"stream": 0}
+
+
+def _signed32(k: int) -> int:
+    k &= 0xFFFFFFFF
+    return k - 2**32 if k >= 2**31 else k
+
+
+def set_process_stream(index: int):
+    """Give this process its own stream of dropout masks (:meth:`Generator.bernoulli`):
+    ``xpnet.distributed.init`` passes the rank, so that ranks seeded alike still drop
+    different units.  The host generator (weights, data order) is unchanged, so it stays the
+    same on every rank.  0 (the default) is the stream of a single process."""
+    if isinstance(index, bool) or not isinstance(index, int) or index < 0:
+        raise ValueError(f"set_process_stream: expected a non-negative int, got {index!r}")
+    _process["stream"] = index
 
 
 def _shift_right(x, s: int, signed: bool):

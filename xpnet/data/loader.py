@@ -42,9 +42,19 @@ class DataLoader:
     ``xp.take`` per array (a slice when not shuffling); it yields a tuple with
     one Tensor per array.  Any other dataset is indexed sample by sample and
     the samples are stacked by :func:`default_collate`.
+
+    ``num_replicas`` and ``rank`` shard the data for data-parallel training with
+    ``torch.utils.data.DistributedSampler``'s semantics: each epoch one order is
+    drawn from the shared ``seed`` (the same on every rank), padded by wrapping
+    around to a multiple of ``num_replicas`` (with ``drop_last``: cut to one),
+    and rank ``r`` takes ``order[r::num_replicas]``; every rank then has the same
+    number of batches, and W ranks with batch B see at each step the samples that
+    one process with batch W*B sees.  ``set_epoch`` and the state dict work per
+    rank.  The Trainer sets both under a launcher.
     """
 
-    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, backend=None):
+    def __init__(self, dataset, batch_size=1, shuffle=False, drop_last=False, seed=None, backend=None,
+                 num_replicas=None, rank=None):
         if not (hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")):
             raise TypeError(f"DataLoader needs a dataset with __len__ and __getitem__, got "
                             f"{type(dataset).__name__}: wrap arrays as ArrayDataset(X, y)")
@@ -54,6 +64,7 @@ class DataLoader:
                              "or None for the whole dataset in one batch")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
             raise ValueError(f"DataLoader: seed={seed!r}: expected a non-negative int or None")
+        self.num_replicas, self.rank = _check_shard(num_replicas, rank)
         self.dataset = dataset
         self.batch_size = None if batch_size is None else int(batch_size)
         self.shuffle = bool(shuffle)
@@ -69,8 +80,23 @@ class DataLoader:
         self._on_device = None    # (backend, arrays) for an ArrayDataset
 
     # ------------------------------------------------------------------ sizes
+    def _shard_size(self):
+        """Samples per rank: len(dataset) without sharding."""
+        n, w = len(self.dataset), self.num_replicas
+        if w is None:
+            return n
+        return n // w if self.drop_last else -(-n // w)
+
+    def _shard(self, order, n):
+        """This rank's sample indices (a host array) from the epoch's ``order`` (None: in order)."""
+        order = np.arange(n) if order is None else order
+        w, m = self.num_replicas, self._shard_size()
+        if n and m * w > n:  # pad by wrapping around (repeating as often as needed)
+            order = np.resize(order, m * w)
+        return order[: m * w][self.rank::w]
+
     def _sizes(self):
-        n = len(self.dataset)
+        n = self._shard_size()
         bs = n if self.batch_size is None else self.batch_size
         if n == 0:
             return n, max(bs, 1), 0
@@ -89,7 +115,9 @@ class DataLoader:
         else:
             start = 0
         epoch_state = copy.deepcopy(self._rng.bit_generator.state)
-        order = self._rng.permutation(n) if self.shuffle else None  # drawn even for an empty epoch
+        order = self._rng.permutation(len(self.dataset)) if self.shuffle else None  # drawn even when empty
+        if self.num_replicas is not None:
+            order = self._shard(order, len(self.dataset))
         b = self.backend or B.current_backend()
         self._progress = [epoch_state, start]
         if isinstance(self.dataset, ArrayDataset):
@@ -133,7 +161,8 @@ class DataLoader:
             state, batch = self._rng.bit_generator.state, 0
         return {"seed": self.seed, "epoch": self.epoch, "batch": batch,
                 "rng_state": copy.deepcopy(state), "num_samples": len(self.dataset),
-                "batch_size": self.batch_size, "shuffle": self.shuffle, "drop_last": self.drop_last}
+                "batch_size": self.batch_size, "shuffle": self.shuffle, "drop_last": self.drop_last,
+                **({} if self.num_replicas is None else {"num_replicas": self.num_replicas})}
 
     def set_epoch(self, epoch: int):
         """Stand at the start of ``epoch``: the next pass gives the order that a loader with
@@ -147,21 +176,36 @@ class DataLoader:
                 self._rng.permutation(n)
         self.epoch, self._progress, self._resume = int(epoch), None, None
 
-    def load_state_dict(self, state: dict):
-        """Continue from a :meth:`state_dict`: the next iteration yields the
-        batches the saved loader would have yielded next."""
+    def check_state_dict(self, state: dict):
+        """Raise ValueError/KeyError/TypeError if :meth:`load_state_dict` would refuse ``state``;
+        changes nothing."""
+        name = "DataLoader.load_state_dict"
+        if not isinstance(state, dict):
+            raise TypeError(f"{name}: expected a dict from DataLoader.state_dict(), got {type(state).__name__}")
         missing = {"epoch", "batch", "rng_state"} - set(state)
         if missing:
-            raise KeyError(f"DataLoader.load_state_dict: missing keys {sorted(missing)}: "
-                           "expected a dict from DataLoader.state_dict()")
-        for key in ("num_samples", "batch_size", "shuffle", "drop_last"):
+            raise KeyError(f"{name}: missing keys {sorted(missing)}: expected a dict from DataLoader.state_dict()")
+        for key in ("epoch", "batch", "seed"):
+            if key in state and (type(state[key]) is not int or state[key] < 0):
+                raise ValueError(f"{name}: {key} is {state[key]!r}: expected a whole number >= 0")
+        # the position is the same on every rank (one order per epoch): rank 0's state resumes any rank
+        for key in ("num_samples", "batch_size", "shuffle", "drop_last", "num_replicas"):
             mine = len(self.dataset) if key == "num_samples" else getattr(self, key)
             if key in state and state[key] != mine:
-                raise ValueError(f"DataLoader.load_state_dict: the saved loader had {key}={state[key]!r}, "
+                raise ValueError(f"{name}: the saved loader had {key}={state[key]!r}, "
                                  f"this one has {key}={mine!r}: resuming would give different batches")
-        if not 0 <= int(state["batch"]) <= len(self):
-            raise ValueError(f"DataLoader.load_state_dict: batch {state['batch']} is out of range "
-                             f"for {len(self)} batches per epoch")
+        if not 0 <= state["batch"] <= len(self):
+            raise ValueError(f"{name}: batch {state['batch']} is out of range for {len(self)} batches per epoch")
+        try:  # the generator's own checks, on a scratch generator
+            type(self._rng.bit_generator)().state = copy.deepcopy(state["rng_state"])
+        except (ValueError, TypeError, KeyError) as e:
+            raise ValueError(f"{name}: invalid generator state ({type(e).__name__}: {e})") from None
+
+    def load_state_dict(self, state: dict):
+        """Continue from a :meth:`state_dict`: the next iteration yields the
+        batches the saved loader would have yielded next.  Everything is checked
+        first (:meth:`check_state_dict`); a refused state changes nothing."""
+        self.check_state_dict(state)
         self.seed = int(state.get("seed", self.seed))
         self.epoch = int(state["epoch"])
         self._rng.bit_generator.state = copy.deepcopy(state["rng_state"])
@@ -171,6 +215,18 @@ class DataLoader:
     def __repr__(self):
         return (f"DataLoader({type(self.dataset).__name__} of {len(self.dataset)}, batch_size={self.batch_size}, "
                 f"shuffle={self.shuffle}, drop_last={self.drop_last}, batches={len(self)})")
+
+
+def _check_shard(num_replicas, rank):
+    """(num_replicas, rank), checked: both None (no sharding), or 0 <= rank < num_replicas."""
+    if num_replicas is None and rank is None:
+        return None, None
+    def _int(v):
+        return not isinstance(v, bool) and isinstance(v, (int, np.integer))
+    if not (_int(num_replicas) and _int(rank) and num_replicas >= 1 and 0 <= rank < num_replicas):
+        raise ValueError(f"DataLoader: num_replicas={num_replicas!r}, rank={rank!r}: expected both None, or "
+                         "ints with num_replicas >= 1 and 0 <= rank < num_replicas")
+    return int(num_replicas), int(rank)
 
 
 def default_collate(samples, backend=None):

@@ -16,9 +16,11 @@ the fault.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
+import math
 import os
 import pickle
 import shutil
@@ -79,7 +81,7 @@ def read_idx(path) -> np.ndarray:
         raise DataFileError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, the file has {len(data)}")
     shape = struct.unpack(f">{ndim}I", data[4:header])
     dtype = np.dtype(_IDX_TYPES[data[2]])
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)  # Python integers: no wrap-around past 2**63
     expected, got = count * dtype.itemsize, len(data) - header
     if got != expected:
         fault = "truncated" if got < expected else f"{got - expected} extra bytes after the data"
@@ -229,11 +231,16 @@ def read_cifar10_batch(path):
             what = f"{data.dtype} array of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
             raise DataFileError(f"{path}: 'data' is a {what}: expected a uint8 array (N, 3072)")
         try:
-            labels = np.asarray(labels, dtype=np.int64)
+            labels = np.asarray(labels)
         except (TypeError, ValueError):
             labels = None
         if labels is None or labels.shape != (data.shape[0],):
             raise DataFileError(f"{path}: 'labels' must be {data.shape[0]} integers, one per row of 'data'")
+        if labels.dtype.kind not in "iu":
+            sample = ", ".join(map(repr, labels[:3].tolist()))
+            raise DataFileError(f"{path}: 'labels' are {labels.dtype} ({sample}, ...): expected integers 0..9 "
+                                "(refusing to round or truncate them)")
+        labels = labels.astype(np.int64)
         images = data.reshape(-1, 3, 32, 32)
     if labels.size and (labels.min() < 0 or labels.max() > 9):
         raise DataFileError(f"{path}: label {int(labels.max() if labels.max() > 9 else labels.min())} "
@@ -295,10 +302,17 @@ def _download(url: str, dest: Path, md5: str):
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     digest = hashlib.md5(usedforsecurity=False)
-    with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
-        for block in iter(lambda: response.read(1 << 20), b""):
-            digest.update(block)
-            f.write(block)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as f:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                f.write(block)
+    except OSError as e:  # URLError, timeouts, a full disk: say which URL, and what to do
+        with contextlib.suppress(OSError):
+            part.unlink()
+        why = getattr(e, "reason", None) or e.strerror or e
+        raise OSError(f"cannot download {url} ({why}): check the network, or fetch the file by hand "
+                      f"into {dest.parent}") from e
     if digest.hexdigest() != md5:
         part.unlink()
         raise DataFileError(f"{url}: the download has MD5 {digest.hexdigest()}, expected {md5}: "

@@ -1,9 +1,9 @@
 """RNN, GRU, LSTM and their cells, with PyTorch's arguments, parameter names and gate order.
 
 Each layer and direction projects the whole input sequence in one matmul
-(``x W_ih^T + b_ih``), then runs the recurrence step by step on the hidden
-state; the steps are composed of differentiable ops, so gradients of any
-order follow.
+(``x W_ih^T + b_ih``), then runs the recurrence as one operation with a
+hand-written backward (:mod:`.recurrent_scan`); an LSTM with ``proj_size``
+runs it step by step from differentiable elementary operations.
 """
 
 from __future__ import annotations
@@ -11,46 +11,19 @@ from __future__ import annotations
 import math
 
 from .. import backend as B
-from ..autograd.functions import concat, relu, sigmoid, stack, tanh, transpose, unsqueeze
+from ..autograd.functions import concat, stack, transpose, unsqueeze
 from ..autograd.tensor import Tensor, _raw
 from . import init
 from .functional.dropout import dropout as _dropout
 from .functional.linear import linear
 from .linear import new_parameter
 from .module import Module
+from .recurrent_scan import lstm_step as _lstm_step
+from .recurrent_scan import recurrent_scan
 
 __all__ = ["RNNBase", "RNN", "GRU", "LSTM", "RNNCellBase", "RNNCell", "GRUCell", "LSTMCell"]
 
 _GATES = {"RNN_TANH": 1, "RNN_RELU": 1, "GRU": 3, "LSTM": 4}
-
-
-# --------------------------------------------------------------- one time step
-
-def _rnn_step(xw, h, w_hh, b_hh, act):
-    """h' = act(x W_ih^T + b_ih + h W_hh^T + b_hh), with ``xw`` the input part."""
-    return act(xw + linear(h, w_hh, b_hh))
-
-
-def _gru_step(xw, h, w_hh, b_hh):
-    """Gates r, z, n: n = tanh(x_n + r * (h W_hn^T + b_hn)), h' = (1 - z) n + z h."""
-    H = h.shape[-1]
-    gh = linear(h, w_hh, b_hh)
-    rz = sigmoid(xw[:, :2 * H] + gh[:, :2 * H])
-    r, z = rz[:, :H], rz[:, H:]
-    n = tanh(xw[:, 2 * H:] + r * gh[:, 2 * H:])
-    return n + z * (h - n)
-
-
-def _lstm_step(xw, h, c, w_hh, b_hh, w_hr=None):
-    """Gates i, f, g, o: c' = f c + i g, h' = o tanh(c') (projected by ``w_hr`` when given)."""
-    H = c.shape[-1]
-    gates = xw + linear(h, w_hh, b_hh)
-    s = sigmoid(gates)
-    i, f, o = s[:, :H], s[:, H:2 * H], s[:, 3 * H:]
-    g = tanh(gates[:, 2 * H:3 * H])
-    c = f * c + i * g
-    h = o * tanh(c)
-    return (h if w_hr is None else linear(h, w_hr)), c
 
 
 def _unbind(x):
@@ -220,7 +193,6 @@ class RNNBase(Module):
                     raise TypeError(f"{name}: hx must be one tensor, got a {type(hx).__name__}")
                 h0 = self._check_state(hx, "hx", P, N, batched, x)
         D = 2 if self.bidirectional else 1
-        act = relu if self.mode == "RNN_RELU" else tanh
         h_n, c_n = [], []
         for layer in range(self.num_layers):
             if layer and self.dropout and self.training:
@@ -228,18 +200,22 @@ class RNNBase(Module):
             outs = []
             for d in range(D):
                 w_ih, w_hh, b_ih, b_hh, w_hr = self._weights(layer, d)
-                steps = _unbind(linear(x, w_ih, b_ih))
+                xw = linear(x, w_ih, b_ih)  # every time step's input part in one matmul
                 k = layer * D + d
                 h = _zeros(x, (N, P)) if h0 is None else h0[k, ...]
                 c = (_zeros(x, (N, H)) if c0 is None else c0[k, ...]) if lstm else None
-                seq = []
-                for xw in (reversed(steps) if d else steps):
+                last = 0 if d else -1  # the state after the recurrence's final step
+                if w_hr is None:
+                    y = recurrent_scan(self.mode, xw, w_hh, h, b_hh, c, reverse=bool(d))
                     if lstm:
-                        h, c = _lstm_step(xw, h, c, w_hh, b_hh, w_hr)
-                    elif self.mode == "GRU":
-                        h = _gru_step(xw, h, w_hh, b_hh)
-                    else:
-                        h = _rnn_step(xw, h, w_hh, b_hh, act)
+                        y, c = y[..., :H], y[last, :, H:]
+                    outs.append(y)
+                    h_n.append(y[last, ...])
+                    c_n.append(c)
+                    continue
+                seq = []
+                for xw_t in (reversed(_unbind(xw)) if d else _unbind(xw)):
+                    h, c = _lstm_step(xw_t, h, c, w_hh, b_hh, w_hr)
                     seq.append(h)
                 outs.append(stack(seq[::-1] if d else seq, 0))
                 h_n.append(h)
@@ -342,8 +318,10 @@ class RNNCellBase(Module):
             out.append(h if batched else unsqueeze(h, 0))
         return x, out, batched
 
-    def _input_part(self, x):
-        return linear(x, self.weight_ih, self.bias_ih)
+    def _step(self, mode, x, h, c=None):
+        """One step as one operation (:class:`.recurrent_scan.RecurrentScan` over one time step)."""
+        xw = unsqueeze(linear(x, self.weight_ih, self.bias_ih), 0)
+        return recurrent_scan(mode, xw, self.weight_hh, h, self.bias_hh, c)[0, ...]
 
 
 class RNNCell(RNNCellBase):
@@ -359,8 +337,7 @@ class RNNCell(RNNCellBase):
 
     def forward(self, input, hx=None):
         x, (h,), batched = self._prepare(input, [("hx", hx)])
-        h = _rnn_step(self._input_part(x), h, self.weight_hh, self.bias_hh,
-                      relu if self.nonlinearity == "relu" else tanh)
+        h = self._step("RNN_RELU" if self.nonlinearity == "relu" else "RNN_TANH", x, h)
         return h if batched else h[0, :]
 
 
@@ -372,7 +349,7 @@ class GRUCell(RNNCellBase):
 
     def forward(self, input, hx=None):
         x, (h,), batched = self._prepare(input, [("hx", hx)])
-        h = _gru_step(self._input_part(x), h, self.weight_hh, self.bias_hh)
+        h = self._step("GRU", x, h)
         return h if batched else h[0, :]
 
 
@@ -388,5 +365,7 @@ class LSTMCell(RNNCellBase):
                             f"got {type(hx).__name__}")
         h0, c0 = (None, None) if hx is None else hx
         x, (h, c), batched = self._prepare(input, [("h_0", h0), ("c_0", c0)])
-        h, c = _lstm_step(self._input_part(x), h, c, self.weight_hh, self.bias_hh)
+        y = self._step("LSTM", x, h, c)
+        H = self.hidden_size
+        h, c = y[:, :H], y[:, H:]
         return (h, c) if batched else (h[0, :], c[0, :])

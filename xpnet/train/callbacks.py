@@ -13,6 +13,8 @@ import csv
 import math
 import os
 import pathlib
+import re
+import string
 
 from .. import backend as B
 
@@ -22,6 +24,7 @@ __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "ReduceLRO
 
 class Callback:
     trainer = None
+    rank_zero_only = False  # True: under a launcher only rank 0 runs it (callbacks that write files)
 
     def set_trainer(self, trainer):
         self.trainer = trainer
@@ -72,6 +75,45 @@ def _logged(callback, logs):
     return value
 
 
+def _check_monitor(callback):
+    """Before the first step: ValueError unless ``callback.monitor`` is among the logs that this
+    ``fit`` will produce (``trainer.log_names``)."""
+    names = getattr(callback.trainer, "log_names", None)
+    if names is None or callback.monitor in names:
+        return
+    hint = "; pass validation_data for 'val_*' values" if callback.monitor.startswith("val_") else ""
+    raise ValueError(f"{type(callback).__name__}: monitor {callback.monitor!r} will not be in the logs of this fit "
+                     f"(they hold {', '.join(names)}){hint}")
+
+
+def _check_template(callback, template: str):
+    """Before the first step: ValueError unless the file-name ``template`` formats with ``epoch``
+    and the logs that this ``fit`` will produce."""
+    names = getattr(callback.trainer, "log_names", None)
+    if names is None:
+        return
+    where = f"{type(callback).__name__}: filepath {template!r}"
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as e:
+        raise ValueError(f"{where} is not a valid template ({e}); write braces as {{{{ and }}}}") from None
+    for field in fields:
+        root = re.split(r"[.\[]", field, maxsplit=1)[0]
+        if root not in ("epoch", *names):
+            raise ValueError(f"{where} names {{{field}}}, which will not be in the logs of this fit: "
+                             f"use epoch or {', '.join(names)}")
+    try:
+        template.format(epoch=1, **{k: 0.5 for k in names})
+    except (ValueError, KeyError, IndexError, AttributeError, TypeError) as e:
+        raise ValueError(f"{where} cannot be formatted with the epoch and the logs: {e}") from None
+
+
+def _refused(callback, error):
+    """A save refused for non-finite weights: stop training, keep the last good files."""
+    callback.trainer.bad_loss = True  # no later backup overwrites or deletes the last good one
+    callback.trainer.stop(str(error))
+
+
 class _Monitor(Callback):
     """Shared by callbacks that watch one logged value for improvement."""
 
@@ -99,6 +141,7 @@ class EarlyStopping(_Monitor):
         self.restore_best_weights, self.start_from_epoch = restore_best_weights, start_from_epoch
 
     def on_train_begin(self, logs=None):
+        _check_monitor(self)
         self.wait, self.stopped_epoch, self.best_weights, self.best_epoch = 0, None, None, None
         self.best = math.inf if self.mode == "min" else -math.inf
         if self.baseline is not None:
@@ -134,7 +177,11 @@ class ModelCheckpoint(_Monitor):
 
     ``filepath`` may hold ``{epoch}`` and log names (``"ckpt-{epoch:02d}-{val_loss:.3f}.safetensors"``).
     A full checkpoint (weights, optimizer, scheduler, RNG) is written unless
-    ``save_weights_only``.  Weights from an epoch with a non-finite loss are never written.
+    ``save_weights_only``; missing folders are created.  The template and (with
+    ``save_best_only``) the monitor are checked against the logs of ``fit`` before
+    its first step (ValueError).  Non-finite weights are never written: after an
+    epoch with a non-finite loss nothing is saved, and weights that hold NaN or
+    infinity stop training with the reason (the last good file is kept).
     """
 
     def __init__(self, filepath, monitor="val_loss", save_best_only=False, save_weights_only=False,
@@ -143,16 +190,26 @@ class ModelCheckpoint(_Monitor):
         self.filepath, self.save_best_only, self.save_weights_only = str(filepath), save_best_only, save_weights_only
         self.last_saved = None
 
+    def on_train_begin(self, logs=None):
+        if self.save_best_only:
+            _check_monitor(self)
+        _check_template(self, self.filepath)
+
     def on_epoch_end(self, epoch, logs=None):
+        from ..checkpoint import NonFiniteWeightsError
         if not _finite(logs):
             return
         if self.save_best_only:
             value = self._value(logs)
             if not self._improved(value):
                 return
-            self.best = value
         path = self.filepath.format(epoch=epoch + 1, **(logs or {}))
-        self.trainer.save_checkpoint(path, epoch=epoch + 1, weights_only=self.save_weights_only)
+        try:
+            self.trainer.save_checkpoint(path, epoch=epoch + 1, weights_only=self.save_weights_only)
+        except NonFiniteWeightsError as e:
+            return _refused(self, e)
+        if self.save_best_only:
+            self.best = value
         self.last_saved = path
 
 
@@ -169,6 +226,7 @@ class ReduceLROnPlateau(Callback):
                             threshold_mode="abs", cooldown=cooldown, min_lr=min_lr)
 
     def on_train_begin(self, logs=None):
+        _check_monitor(self)
         from ..optim.lr_scheduler import ReduceLROnPlateau as Plateau
         self.scheduler = Plateau(self.trainer.optimizer, mode=self.mode, **self.options)
 
@@ -187,6 +245,10 @@ class LearningRateScheduler(Callback):
 
     def _is_scheduler(self):
         return hasattr(self.schedule, "step") and hasattr(self.schedule, "optimizer")
+
+    def on_train_begin(self, logs=None):
+        if self.interval == "epoch" and type(self.schedule).__name__ == "ReduceLROnPlateau":
+            _check_monitor(self)
 
     def on_epoch_begin(self, epoch, logs=None):
         if not self._is_scheduler():
@@ -211,12 +273,18 @@ class TerminateOnNaN(Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         loss = (logs or {}).get("loss")
+        parallel = getattr(self.trainer, "parallel", None)
+        if loss is not None and parallel is not None and parallel.active:  # every rank decides on the mean
+            loss = type(loss)(parallel.mean(loss.data))
         if loss is not None and not math.isfinite(float(loss.item() if hasattr(loss, "item") else loss)):
             self.trainer.nonfinite(batch, float(loss.item()))
 
 
 class CSVLogger(Callback):
-    """One row per epoch of the epoch logs, written (and flushed) as each epoch ends."""
+    """One row per epoch of the epoch logs, written (and flushed) as each epoch ends (on rank 0
+    alone under a launcher)."""
+
+    rank_zero_only = True
 
     def __init__(self, filename, separator=",", append=False):
         self.filename, self.separator, self.append = str(filename), separator, append
@@ -261,9 +329,12 @@ class BackupAndRestore(Callback):
             self.trainer.restore(self.path)
 
     def _save(self, epoch):
+        from ..checkpoint import NonFiniteWeightsError
         if not self.trainer.bad_loss:
-            self.dir.mkdir(parents=True, exist_ok=True)
-            self.trainer.save_checkpoint(self.path, epoch=epoch, resumable=True)
+            try:
+                self.trainer.save_checkpoint(self.path, epoch=epoch, resumable=True)
+            except NonFiniteWeightsError as e:
+                _refused(self, e)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.save_freq != "epoch" and self.trainer.global_step % self.save_freq == 0:
@@ -277,7 +348,11 @@ class BackupAndRestore(Callback):
         if self.trainer.interrupted:
             self._save(self.trainer.epoch)
         elif self.delete_checkpoint and not self.trainer.bad_loss and self.path.exists():
-            self.path.unlink()
+            self.path.unlink(missing_ok=True)  # several ranks may get here
+            try:  # the folder too, when nothing else is in it (Keras removes it)
+                self.dir.rmdir()
+            except OSError:
+                pass
 
 
 class LambdaCallback(Callback):

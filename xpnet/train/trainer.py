@@ -14,12 +14,14 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 
 from .. import backend as B
 from ..autograd import Tensor, no_grad
 from ..autograd.functions import concat
 from ..data import ArrayDataset, DataLoader
 from .callbacks import Callback, History
+from .distributed import DataParallel
 from .metrics import get_metric
 from .progress import Progress
 
@@ -57,6 +59,16 @@ def _loss_fn(loss):
     return table[loss]
 
 
+def _check_history(meta):
+    """Refuse a checkpoint whose saved History is malformed (before anything is loaded)."""
+    meta = meta or {}
+    history, epochs = meta.get("history", {}), meta.get("history_epochs", [])
+    if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
+        raise ValueError("metadata 'history' is not a dict of lists of per-epoch values")
+    if not isinstance(epochs, list) or not all(type(e) is int for e in epochs):
+        raise ValueError("metadata 'history_epochs' is not a list of epoch numbers")
+
+
 class Trainer:
     """Trains ``model`` with ``loss`` and ``optimizer`` on the best device.
 
@@ -67,7 +79,9 @@ class Trainer:
     :mod:`xpnet.optim.lr_scheduler`) steps every epoch (``scheduler_interval="step"``:
     every optimizer step; ReduceLROnPlateau gets ``val_loss``, else ``loss``).
     ``clip_grad_norm`` clips before each update; ``accumulate`` sums the gradients
-    of that many batches per update.
+    of that many batches per update.  ``compile=True`` runs the training step (forward,
+    backward, clipping, update) and the evaluation step through :func:`xpnet.compile`:
+    recorded once per batch shape, then replayed (the same numbers; see there).
 
     When a step runs out of memory, ``fit``/``evaluate``/``predict``/``lr_range_test`` raise
     :class:`xpnet.OutOfMemoryError` (a MemoryError) saying what to try, from the library's error.
@@ -75,19 +89,32 @@ class Trainer:
     the last completed update (the gradients, also those accumulated for an unfinished update,
     are dropped), unless the memory ran out inside the optimizer's update itself, which the
     message then says.
+
+    Under a launcher (``mpiexec -n N python -m mpi4py``, ``torchrun``) the same code trains
+    data-parallel (:mod:`xpnet.train.distributed`): the model is wrapped in
+    DistributedDataParallel, training and validation data are sharded (``batch_size`` is
+    per process), logged losses and metrics are global, a non-finite loss stops every rank,
+    and only rank 0 prints and writes files (the others wait at a barrier after a save).
     """
 
     def __init__(self, model, loss, optimizer, metrics=(), *, device="auto", backend=None, scheduler=None,
-                 scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1):
+                 scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1,
+                 compile=False):
         if accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
         self.backend, self.device_line = _pick_backend(device, backend)
+        self.parallel = DataParallel(self.backend, device)  # under a launcher: one device per process
+        if self.parallel.backend is not self.backend:
+            self.backend, self.device_line = self.parallel.backend, f"Training on {B.describe(self.parallel.backend)}"
+        self.device_line += self.parallel.note()
         self.model = model.to(self.backend)
+        self._module = self.parallel.wrap(self.model)  # what the step calls: the model, or its DDP wrapper
         self.loss_fn = _loss_fn(loss)
         self.optimizer = optimizer
         self.metrics = [get_metric(m, num_classes) for m in metrics]
         self.scheduler, self.scheduler_interval = scheduler, scheduler_interval
-        self.clip_grad_norm, self.accumulate, self.verbose = clip_grad_norm, accumulate, verbose
+        self.clip_grad_norm, self.accumulate = clip_grad_norm, accumulate
+        self.verbose = verbose if self.parallel.is_writer else 0
         self.epoch, self.global_step, self.step_in_epoch = 0, 0, 0
         self.history = History()
         self.loader = None  # the training DataLoader of the latest fit
@@ -96,6 +123,15 @@ class Trainer:
         self.interrupted = self.bad_loss = False
         self._announced = False
         self._updating = False  # inside optimizer.step(): an error there may leave it half done
+        self._compiled = None
+        if compile and self.parallel.active:
+            warnings.warn("Trainer(compile=True) under a launcher: the steps run eagerly (the gradient "
+                          "all-reduce of several processes is not recorded by xpnet.compile yet)", stacklevel=2)
+        elif compile:
+            from ..compile import compile as _compile
+            roots = [self.model, self.optimizer] + ([self.loss_fn] if hasattr(self.loss_fn, "parameters") else [])
+            self._compiled = (_compile(self._traced_train_step, state=roots),
+                              _compile(self._traced_eval_step, state=roots))
 
     # ------------------------------------------------------------------ data
     def _loader(self, x, y=None, batch_size=32, shuffle=False, seed=None):
@@ -145,14 +181,41 @@ class Trainer:
         if self.scheduler is not None and self.scheduler_interval == "step":
             self.scheduler.step()
 
-    def train_step(self, x, y, last: bool):
-        """Forward, backward and (every ``accumulate`` batches, or at the end) an update.
-        Returns the loss tensor (on the device) and the outputs."""
+    def _traced_train_step(self, x, y, update: bool):
+        """The part of :meth:`train_step` that ``compile=True`` records and replays."""
         out = self.model(x)
         loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
         (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
+        if update:
+            if self.clip_grad_norm is not None:
+                from ..nn.utils import clip_grad_norm_
+                clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
+            self.optimizer.step()
+            self.optimizer.zero_grad()
+        return loss, out
+
+    def _traced_eval_step(self, x, y):
+        out = self.model(x)
+        return out, (self.loss_fn(out, y) if y is not None else self.loss_fn(out))
+
+    def train_step(self, x, y, last: bool):
+        """Forward, backward and (every ``accumulate`` batches, or at the end) an update.
+        Returns the loss tensor (on the device) and the outputs."""
+        if self._compiled is not None:
+            self.step_in_epoch += 1
+            update = self.step_in_epoch % self.accumulate == 0 or last
+            loss, out = self._compiled[0](x, y, update)
+            if update and self.scheduler is not None and self.scheduler_interval == "step":
+                self.scheduler.step()
+            self.global_step += 1
+            return loss, out
+        update = (self.step_in_epoch + 1) % self.accumulate == 0 or last
+        with self.parallel.no_sync(not update):  # gradients are averaged over ranks on updates only
+            out = self._module(x)
+            loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
+            (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
         self.step_in_epoch += 1
-        if self.step_in_epoch % self.accumulate == 0 or last:
+        if update:
             self._update()
         self.global_step += 1
         return loss, out
@@ -168,17 +231,19 @@ class Trainer:
         read back to update the progress line and checked for NaN/Inf.
         Ctrl-C stops after the current step; the History so far is kept.
         """
-        loader = self._loader(x, y, batch_size, shuffle, seed)
+        loader = self.parallel.shard(self._loader(x, y, batch_size, shuffle, seed))
         val_loader = None
         if validation_data is not None:
-            val_loader = self._loader(*validation_data, batch_size=batch_size) if isinstance(
-                validation_data, tuple) else self._loader(validation_data, batch_size=batch_size)
+            val_loader = self.parallel.shard(self._loader(*validation_data, batch_size=batch_size) if isinstance(
+                validation_data, tuple) else self._loader(validation_data, batch_size=batch_size))
         if initial_epoch and loader.epoch != initial_epoch and getattr(loader, "_resume", None) is None:
             loader.set_epoch(initial_epoch)  # the data order that epoch has in an uninterrupted run
         self.loader, self.epoch = loader, initial_epoch
         self.stop_reason, self.interrupted, self.bad_loss = None, False, False
         progress = Progress(self.verbose, epochs)
-        cbs = [self.history, *callbacks]
+        names = ("loss", *(m.name for m in self.metrics))  # the epoch logs, for callbacks to check up front
+        self.log_names = (*names, *(f"val_{k}" for k in names if val_loader is not None), "lr")
+        cbs = [self.history, *self.parallel.callbacks(callbacks)]  # file writers on rank 0 only
         for cb in cbs:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be Callback instances, got {type(cb).__name__}")
@@ -263,7 +328,7 @@ class Trainer:
     def _drain(self, pending, last_step, total, count):
         """Read the pending losses back in one transfer; stop at the first non-finite one."""
         xp = self.backend.xp
-        values = B.to_numpy(xp.stack([xp.reshape(v, ()) for v in pending])).tolist()
+        values = B.to_numpy(self.parallel.mean(xp.stack([xp.reshape(v, ()) for v in pending]))).tolist()
         first = last_step - len(values) + 1
         for k, v in enumerate(values):
             if not math.isfinite(v):
@@ -272,8 +337,8 @@ class Trainer:
 
     def _catch_sigint(self):
         """Turn Ctrl-C into 'stop after this step' while fit runs (main thread only)."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
+        if threading.current_thread() is not threading.main_thread() or self.parallel.active:
+            return lambda: None  # under a launcher Ctrl-C ends the job (ranks would stop at different steps)
 
         def handler(signum, frame):
             if self.interrupted:  # a second Ctrl-C stops at once
@@ -345,7 +410,7 @@ class Trainer:
     # ------------------------------------------------------------------ evaluate / predict
     def evaluate(self, x, y=None, *, batch_size=256, _step="evaluate"):
         """Mean loss and metrics over ``x`` (no gradients, eval mode) as a dict of floats."""
-        loader = self._loader(x, y, batch_size)
+        loader = self.parallel.shard(self._loader(x, y, batch_size))
         metrics = [type(m)(m.num_classes) if hasattr(m, "num_classes") else (
             type(m)(m.k) if hasattr(m, "k") else type(m)()) for m in self.metrics]
         self.model.eval()
@@ -354,8 +419,11 @@ class Trainer:
             with self._out_of_memory(_step, loader), B.using(self.backend), no_grad():
                 for batch in loader:
                     xb, yb = self._split(batch)
-                    out = self.model(xb)
-                    loss = self.loss_fn(out, yb) if yb is not None else self.loss_fn(out)
+                    if self._compiled is not None:
+                        out, loss = self._compiled[1](xb, yb)
+                    else:
+                        out = self.model(xb)
+                        loss = self.loss_fn(out, yb) if yb is not None else self.loss_fn(out)
                     size = xb.shape[0]
                     total = loss.data * size if total is None else total + loss.data * size
                     n += size
@@ -363,6 +431,9 @@ class Trainer:
                         m.update(out, yb)
         finally:
             self.model.train()
+        if self.parallel.active:  # the sums over every rank's shard
+            total = self.parallel.mean(total) * self.parallel.world
+            n = self.parallel.sum_number(n)
         logs = {"loss": float(B.to_numpy(total)) / max(n, 1)}
         logs.update(self._scalars(metrics))
         return logs
@@ -370,8 +441,9 @@ class Trainer:
     def _scalars(self, metrics) -> dict:
         """Scalar metric values for the logs; others (a confusion matrix) go to ``self.results``."""
         out = {}
-        for m in metrics:
-            value = m.compute()
+        with self.parallel.global_metrics(metrics):
+            values = [m.compute() for m in metrics]
+        for m, value in zip(metrics, values):
             if isinstance(value, (int, float)):
                 out[m.name] = float(value)
             else:
@@ -443,16 +515,25 @@ class Trainer:
         history; with ``resumable`` the data order too) to ``path`` atomically.  ``epoch`` is
         the number of finished epochs, i.e. the epoch to run next."""
         from .. import checkpoint
-        if weights_only:
-            return checkpoint.save_weights(path, self.model)
-        meta = {"history": self.history.history, "history_epochs": self.history.epoch}
-        return checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
-                               step=self.global_step, loader=self.loader if resumable else None, metadata=meta)
+        result = None
+        try:
+            if self.parallel.is_writer:  # under a launcher rank 0 writes; every rank waits for the file
+                if weights_only:
+                    result = checkpoint.save_weights(path, self.model)
+                else:
+                    meta = {"history": self.history.history, "history_epochs": self.history.epoch}
+                    result = checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
+                                             step=self.global_step, loader=self.loader if resumable else None,
+                                             metadata=meta)
+        finally:
+            self.parallel.after_save()  # also when the save failed, so that no rank is left waiting
+        return result
 
     def restore(self, path):
         """Load a checkpoint written by :meth:`save_checkpoint` and continue from it."""
         from .. import checkpoint
-        info = checkpoint.load(path, self.model, self.optimizer, self.scheduler, loader=self.loader)
+        info = checkpoint.load(path, self.model, self.optimizer, self.scheduler, loader=self.loader,
+                               check=_check_history)
         self.epoch = info["epoch"] or 0
         self.global_step = info["step"] or 0
         meta = info.get("metadata") or {}

@@ -1,0 +1,435 @@
+"""``xpnet.compile(fn)``: trace a step once per input signature, then replay it."""
+
+from __future__ import annotations
+
+import collections
+import functools
+import warnings
+
+from .. import backend as B
+from ..autograd.tensor import Tensor, is_grad_enabled
+from .program import Program
+from .state import discover_roots, restore, snapshot, walk
+from .trace import Recorder, TracedArray, TracedNumber, Unreplayable, recording
+
+__all__ = ["compile", "Compiled", "CompileError", "CompileWarning"]
+
+MAX_STRUCTURE_RETRACES = 3
+
+
+class CompileError(RuntimeError):
+    """``strict=True`` and the step cannot be replayed (the message names the operation)."""
+
+
+class CompileWarning(UserWarning):
+    """A compiled function falls back to eager execution (said once per reason)."""
+
+
+def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, donate: bool = True):
+    """A callable that gives ``fn``'s results by replaying a recording of it.
+
+    ``fn`` takes tensors (or arrays and Python values) and is typically a whole
+    training step: ``zero_grad``, forward, loss, ``backward``, ``optimizer.step()``.
+    Per input signature (shapes, dtypes, backend, device and ``requires_grad`` of
+    the tensor arguments, the other arguments' values, the modules' train/eval
+    mode, grad mode) the first call runs eagerly (optimizer state gets made), the
+    second runs eagerly while every array operation is recorded (see
+    :mod:`xpnet.compile.trace`), and later calls replay the :class:`Program`: on
+    NumPy, PyTorch and array-api-strict as one straight-line function of the
+    recorded calls, on JAX as that function under ``jax.jit`` with the updated state's
+    buffers donated (``donate``).  ``cache_size`` signatures are kept (least
+    recently used dropped).  With donation, arrays of the state taken before a call (a
+    reference to ``p.data``) are invalid after it on JAX; ``donate=False`` keeps them.
+
+    ``state``: the modules, optimizers and schedulers whose tensors and numbers the
+    step reads and writes; by default those that ``fn`` reaches through its closure,
+    the globals it names and its bound ``self``.  Learning rates and optimizer step
+    counters are inputs of the program, so a scheduler's change between calls is
+    followed; dropout masks get fresh keys from the generator per call, so replayed
+    masks equal eager ones.  Input checks (label ranges) run on the program's
+    outputs after each replay (on an accelerator, queued until the next read back).
+
+    Not replayable: a read of a traced value on the host (``.item()``, ``float()``,
+    a Python ``if`` on a tensor, printing one), a random draw on the host other than
+    a dropout mask, an array made from host data inside the step (a number is a
+    constant), a Python value (outside optimizer state) that the step changes.
+    Then the function runs eagerly from then on, with a :class:`CompileWarning`
+    naming the operation, or ``strict=True`` raises :class:`CompileError`.
+
+    Results equal the eager step's: bitwise on NumPy, PyTorch and array-api-strict
+    (the same calls in the same order); on JAX within float rounding (XLA fuses).
+    The returned tensors are detached.  Like ``torch.compile``, the function's
+    Python code does not run on a replay: side effects other than array state
+    (appending to a list, printing) happen on the eager calls only.
+    """
+    if fn is None:
+        return functools.partial(compile, state=state, strict=strict, cache_size=cache_size, donate=donate)
+    return Compiled(fn, state, strict, cache_size, donate)
+
+
+class _Entry:
+    __slots__ = ("calls", "replay", "fallback", "retraces", "program")
+
+    def __init__(self):
+        self.calls, self.replay, self.fallback, self.retraces, self.program = 0, None, None, 0, None
+
+
+class _Stale(Exception):
+    """The objects the program writes into are not those it was traced with."""
+
+
+def _signature_of(a):
+    if isinstance(a, Tensor):
+        d = a.data
+        return (type(d), tuple(d.shape), d.dtype, getattr(d, "device", None), a.requires_grad)
+    if hasattr(a, "shape") and hasattr(a, "dtype"):
+        return (type(a), tuple(a.shape), a.dtype, getattr(a, "device", None))
+    if isinstance(a, (tuple, list)):
+        return (type(a),) + tuple(_signature_of(x) for x in a)
+    try:
+        hash(a)
+        return (type(a), a)
+    except TypeError:
+        return ("id", id(a))
+
+
+class Compiled:
+    """What :func:`compile` returns: call it like ``fn``; ``program`` is the last traced
+    :class:`~xpnet.compile.program.Program` (None before the first trace)."""
+
+    def __init__(self, fn, state, strict, cache_size, donate):
+        self.fn, self.strict, self.cache_size, self.donate = fn, strict, cache_size, donate
+        self._state = state
+        self._roots = None
+        self._modules = None
+        self.cache: collections.OrderedDict = collections.OrderedDict()
+        self.program = None
+        self._warned = set()
+        functools.update_wrapper(self, fn, updated=())
+
+    # ------------------------------------------------------------ calling
+    def roots(self):
+        if self._roots is None:
+            st = self._state
+            self._roots = discover_roots(self.fn) if st is None else list(st if isinstance(st, (list, tuple)) else [st])
+            self._modules = walk(self._roots).modules
+        return self._roots
+
+    def signature(self, args, kwargs):
+        self.roots()
+        kw = tuple((k, _signature_of(v)) for k, v in sorted(kwargs.items())) if kwargs else ()
+        return (tuple(map(_signature_of, args)), kw, tuple(m.training for m in self._modules), is_grad_enabled())
+
+    def __call__(self, *args, **kwargs):
+        sig = self.signature(args, kwargs)
+        entry = self.cache.get(sig)
+        if entry is None:
+            entry = self.cache[sig] = _Entry()
+            while len(self.cache) > self.cache_size:
+                self.cache.popitem(last=False)
+        else:
+            self.cache.move_to_end(sig)
+        if entry.fallback is not None:
+            return self.fn(*args, **kwargs)
+        if entry.replay is not None:
+            try:
+                return entry.replay(args, kwargs)
+            except _Stale as e:
+                entry.replay, entry.calls = None, 1
+                entry.retraces += 1
+                if entry.retraces > MAX_STRUCTURE_RETRACES:
+                    self._give_up(entry, f"the step's state changes between calls outside it ({e}); "
+                                  "keep zero_grad() and the optimizer step inside the compiled function")
+                return self.fn(*args, **kwargs)
+        entry.calls += 1
+        if entry.calls == 1:  # warm-up: optimizer state, lazy buffers get made eagerly
+            return self.fn(*args, **kwargs)
+        return self._trace(entry, args, kwargs)
+
+    def _give_up(self, entry, reason):
+        entry.fallback, entry.replay = reason, None
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        if self.strict:
+            raise CompileError(f"xpnet.compile({name}): cannot replay: {reason}")
+        if reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(f"xpnet.compile({name}) runs eagerly: {reason}", CompileWarning, stacklevel=3)
+
+    # ------------------------------------------------------------ tracing
+    def _trace(self, entry, args, kwargs):
+        roots = self.roots()
+        start = walk(roots)
+        snap = snapshot(start)
+        gen = B.default_generator()
+        gen_state = gen.get_state()
+        backend = next((B.backend_of(a.data if isinstance(a, Tensor) else a) for a in args
+                        if isinstance(a, Tensor) or hasattr(a, "shape")), None) or B.current_backend()
+        rec = Recorder(backend)
+        memo, inputs, in_paths, aliases = {}, [], {}, []
+        try:
+            with recording(rec):
+                for loc, v, is_number in start.leaves:
+                    t = memo.get(id(v))
+                    if t is None:
+                        t = memo[id(v)] = rec.wrap(v, "host-input" if is_number else "state")
+                        inputs.append((t.s, "/".join(map(_label, loc.path))))
+                        in_paths[t.s] = loc.path
+                    else:  # one array at two places (a view, a buffer that is the gradient)
+                        aliases.append((in_paths[t.s], loc.path))
+                    loc.set(t)
+                targs = [self._wrap_arg(rec, a, inputs, f"arg {i}") for i, a in enumerate(args)]
+                tkw = {k: self._wrap_arg(rec, kwargs[k], inputs, f"arg {k}") for k in sorted(kwargs)}
+                out = self.fn(*targs, **tkw)
+                end = walk(roots)
+                changed = [(loc, v) for loc, v in start.plain if _differs(loc, v)]
+        except Unreplayable as e:
+            restore(snap)
+            gen.set_state(gen_state)
+            self._give_up(entry, str(e))
+            return self.fn(*args, **kwargs)
+        except BaseException:
+            restore(snap)
+            gen.set_state(gen_state)
+            raise
+        # the state after the step: put the real values back, note which slot goes where
+        writes = []
+        for loc, v, _ in end.leaves:
+            if isinstance(v, (TracedArray, TracedNumber)):
+                loc.set(v.v)
+                writes.append((loc, v.s))
+        for c in end.containers:  # tensors made during the trace that hold stand-ins (grads)
+            if isinstance(c, Tensor) and isinstance(c.data, TracedArray):
+                c.data = c.data.v
+        ret_template, ret_slots = _out_template(out)
+        result = _untrace(out)
+        if changed:
+            loc, v = changed[0]
+            self._give_up(entry, f"the step changes the Python value {'/'.join(map(_label, loc.path))} "
+                          f"(from {v!r} to {loc.get()!r}), which a replay would not")
+            return result
+        end_at = {loc.path: loc for loc, _, _ in end.leaves}
+        reads = []
+        for s, label in inputs:
+            if s in in_paths:
+                loc = end_at.get(in_paths[s])
+                # gone after the step (a gradient consumed and set to None): found from the roots per call
+                reads.append(loc if loc is not None else _PathRead(roots, in_paths[s]))
+        outputs = [(s, "/".join(map(_label, loc.path))) for loc, s in writes]
+        outputs += [(s, f"return {i}") for i, s in enumerate(ret_slots)]
+        outputs += [(s, f"check {getattr(c, '__name__', 'input check')}") for s, c in rec.checks]
+        program = Program(rec, inputs, outputs, backend)
+        entry.program = self.program = program
+        alias_locs = [(end_at[a], end_at[b]) for a, b in aliases if a in end_at and b in end_at]
+        # whether each gradient was None when the step began (accumulating into one is another program)
+        end_links = {loc.path: loc for loc, _ in end.links}
+        grads_none = [(end_links[loc.path], obj is None) for loc, obj in start.links
+                      if isinstance(loc.container, Tensor) and loc.key == "grad" and loc.path in end_links]
+        guards, relinks = _structure(end.links, [loc for loc, (s, _) in zip(reads, inputs) if s in program.live],
+                                     [loc for loc, _ in writes])
+        entry.replay = self._replay_fn(program, reads, writes, guards + grads_none, relinks, alias_locs,
+                                       ret_template, rec.checks, backend)
+        for s, check in rec.checks:  # the traced (eager) run's own checks
+            B.require(rec.values[s], check)
+        return result
+
+    @staticmethod
+    def _wrap_arg(rec, a, inputs, label):
+        if isinstance(a, Tensor):
+            t = rec.wrap(a.data, "input")
+            inputs.append((t.s, label))
+            return Tensor(t, requires_grad=a.requires_grad)
+        if hasattr(a, "shape") and hasattr(a, "dtype"):
+            t = rec.wrap(a, "input")
+            inputs.append((t.s, label))
+            return t
+        return a
+
+    # ------------------------------------------------------------ replaying
+    def _replay_fn(self, program, reads, writes, guards, relinks, aliases, ret_template, checks, backend):
+        n_state = len(reads)
+        n_writes = len(writes)
+        write_locs = [loc for loc, _ in writes]
+        n_ret = len(program.outputs) - n_writes - len(checks)
+        checks = [check for _, check in checks]
+        if backend.name == "jax":
+            run = self._jax_runner(program, n_state)
+        else:
+            run = program.straight()
+        # asynchronous (JAX) or on an accelerator: reading a check's values would wait for the step,
+        # so it is queued and read with the next read back (at the latest 64 steps later)
+        defer = backend.name == "jax" or B.device_name(backend.device) != "cpu"
+        pending = B._pending_checks
+
+        def replay(args, kwargs):
+            for loc, obj in guards:
+                if (loc.get() is not obj) if obj.__class__ is not bool else ((loc.get() is None) is not obj):
+                    raise _Stale("/".join(map(_label, loc.path)))
+            for a, b in aliases:
+                if a.get() is not b.get():
+                    raise _Stale(f"{'/'.join(map(_label, a.path))} is no longer {'/'.join(map(_label, b.path))}")
+            vals = [loc.get() for loc in reads]
+            for a in args:
+                if isinstance(a, Tensor):
+                    vals.append(a.data)
+                elif hasattr(a, "shape") and hasattr(a, "dtype"):
+                    vals.append(a)
+            for k in sorted(kwargs) if kwargs else ():
+                a = kwargs[k]
+                if isinstance(a, Tensor):
+                    vals.append(a.data)
+                elif hasattr(a, "shape") and hasattr(a, "dtype"):
+                    vals.append(a)
+            outs = run(*vals)
+            for loc, obj in relinks:
+                loc.set(obj)
+            for loc, v in zip(write_locs, outs):
+                loc.set(v)
+            for check, v in zip(checks, outs[n_writes + n_ret:]):
+                if defer:
+                    pending.append((v, check))
+                    if len(pending) >= 64:
+                        B.flush_checks()
+                else:
+                    B.require(v, check)
+            return _fill(ret_template, outs[n_writes:n_writes + n_ret])
+        return replay
+
+    def _jax_runner(self, program, n_state):
+        host_fn, dev_fn, host_outs, dev_in, dev_out = program.split()
+        in_slots = [s for s, _ in program.inputs]
+        out_slots = [s for s, _ in program.outputs]
+        written = set(out_slots)
+        donated = []
+        if self.donate:
+            state_slots = {s for s, _ in program.inputs[:n_state]}
+            donated = [i for i, s in enumerate(dev_in) if s in state_slots and s not in written
+                       and program.kinds[s] == "state"]
+        jitted = B.jit_compile(dev_fn, donated)
+        pos_in = {s: i for i, s in enumerate(in_slots)}
+        pos_host = {s: i for i, s in enumerate(host_outs)}
+        pick = [("in", pos_in[s]) if s in pos_in else ("host", pos_host[s]) for s in dev_in]
+        pos_dev = {s: i for i, s in enumerate(dev_out)}
+        gather = [("dev", pos_dev[s]) if s in pos_dev else
+                  ("host", pos_host[s]) if s in pos_host else ("in", pos_in[s]) for s in out_slots]
+
+        def run(*vals):
+            hv = host_fn(*vals)
+            dv = jitted(*[vals[i] if k == "in" else hv[i] for k, i in pick])
+            src = {"dev": dv, "host": hv, "in": vals}
+            return [src[k][i] for k, i in gather]
+        return run
+
+
+class _PathRead:
+    """Reads the entry at ``path`` (from the walk) starting at the roots, on every call."""
+
+    def __init__(self, roots, path):
+        self.roots, self.path = roots, path
+
+    def get(self):
+        obj = self.roots[self.path[0]]
+        try:
+            for k in self.path[1:]:
+                if isinstance(obj, (dict, list)):
+                    obj = obj[k]
+                elif isinstance(obj, Tensor):
+                    obj = getattr(obj, k)
+                else:
+                    obj = vars(obj)[k]
+        except (KeyError, IndexError, AttributeError, TypeError):
+            raise _Stale("/".join(map(_label, self.path))) from None
+        return obj
+
+
+def _structure(links, reads, writes):
+    """``(guards, relinks)``: the links (Location, object) from the roots down to every
+    container the replay reads from, checked before each replay; and those down to the
+    containers it writes into (a gradient tensor made by the traced step), set after it."""
+    by_path = {loc.path: (loc, obj) for loc, obj in links}
+
+    def chain(locs):
+        out, seen = [], set()
+        for loc in locs:
+            p = loc.path[:-1]
+            while len(p) > 1:
+                if p in by_path and p not in seen:
+                    seen.add(p)
+                    out.append(by_path[p])
+                p = p[:-1]
+        return out, seen
+    guards, seen = chain(reads)
+    relinks, _ = chain(writes)
+    return guards, [(loc, obj) for loc, obj in relinks if loc.path not in seen]
+
+
+def _label(k):
+    if isinstance(k, Tensor):
+        return f"<param {tuple(k.shape)}>"
+    return str(k)
+
+
+def _differs(loc, v):
+    try:
+        now = loc.get()
+    except (KeyError, IndexError, AttributeError):
+        return True
+    if isinstance(now, (TracedArray, TracedNumber)):
+        return True
+    try:
+        return bool(now != v) if type(now) is type(v) else now is not v
+    except Exception:
+        return now is not v
+
+
+def _untrace(obj):
+    """The eager result of the traced call, stand-ins replaced by real values."""
+    if isinstance(obj, Tensor):
+        if isinstance(obj.data, (TracedArray, TracedNumber)):
+            obj.data = obj.data.v
+        return obj
+    if isinstance(obj, (TracedArray, TracedNumber)):
+        return obj.v
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_untrace(x) for x in obj)
+    if isinstance(obj, dict):
+        return {k: _untrace(v) for k, v in obj.items()}
+    return obj
+
+
+class _Out:
+    __slots__ = ("i", "tensor")
+
+    def __init__(self, i, tensor):
+        self.i, self.tensor = i, tensor
+
+
+def _out_template(obj, slots=None):
+    """The returned structure with each traced value replaced by an :class:`_Out` index."""
+    slots = [] if slots is None else slots
+    if isinstance(obj, Tensor):
+        d = obj.data
+        s = getattr(d, "s", None)
+        if s is None:
+            return Tensor(d), slots
+        slots.append(s)
+        return _Out(len(slots) - 1, True), slots
+    if isinstance(obj, (TracedArray, TracedNumber)):
+        slots.append(obj.s)
+        return _Out(len(slots) - 1, False), slots
+    if isinstance(obj, (tuple, list)):
+        items = [_out_template(x, slots)[0] for x in obj]
+        return type(obj)(items), slots
+    if isinstance(obj, dict):
+        return {k: _out_template(v, slots)[0] for k, v in obj.items()}, slots
+    return obj, slots
+
+
+def _fill(template, outs):
+    if isinstance(template, _Out):
+        v = outs[template.i]
+        return Tensor(v) if template.tensor else v
+    if isinstance(template, (tuple, list)):
+        return type(template)(_fill(x, outs) for x in template)
+    if isinstance(template, dict):
+        return {k: _fill(v, outs) for k, v in template.items()}
+    return template
