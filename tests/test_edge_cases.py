@@ -41,6 +41,7 @@ ADVANCED_KEYS = {
     "broadcast_arrays": (np.array([[0], [1]]), [0, 2]),
     "one_list": ([1, -1, 1],),
     "bool_list": ([True, False],),
+    "two_d_index": (np.array([[1, 0], [-1, 1]]),),
     "bool_list_inner": (slice(None), [False, True, True]),
     "strided_slices": (slice(None, None, 2), [2, 0, 2], slice(1, None)),
 }

@@ -806,7 +806,7 @@ def _expand_key(key, shape):
 
 
 def _mask_ndim(k) -> int:
-    """The number of axes a boolean mask (array, tensor or nested list) indexes."""
+    """The number of axes of an index array, tensor or nested list (those a boolean mask indexes)."""
     if isinstance(k, list):
         n = 0
         while isinstance(k, list):
@@ -840,7 +840,8 @@ def getitem(x, key):
     shape = _shape(_raw(x))
     key = key if isinstance(key, tuple) else (key,)
     if any(_is_index_array(k) for k in key):
-        if len(key) == 1 and not _is_bool(key[0]) and len(shape) > 0:  # one integer array: take along axis 0
+        if len(key) == 1 and not _is_bool(key[0]) and len(shape) > 0 and _mask_ndim(key[0]) == 1:
+            # one 1-D integer array: take along axis 0
             return take(x, key[0], axis=0)
         return _advanced(x, _expand_key(key, shape), shape)
     key = _expand_key(key, shape)
