@@ -205,7 +205,7 @@ def test_comparisons_are_boolean_and_not_differentiable(bk):
 
 def test_take_out_of_range_is_an_error(bk):
     x = xn.tensor(np.ones((3, 2)))
-    with pytest.raises(IndexError, match="index 3 is out of range: expected 0 <= index < 3"):
+    with pytest.raises(IndexError, match="index 3 is out of range: expected -3 <= index < 3"):
         xn.take(x, xn.tensor([0, 3]))
         B.flush_checks()  # deferred on an accelerator: raised at the next read
 

@@ -99,15 +99,8 @@ def test_scheduler_changes_lr_between_steps(bk):
         o = optim.Adam(m.parameters(), lr=0.05)
         return m, o, optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5)
 
-    def step_of(model, opt, sched):
-        inner = _plain_step(model, opt, None)
-        state = {"f": None}
-
-        def step(x, y):
-            loss = inner(x, y)
-            return loss
-        return step
     # the scheduler steps outside the compiled function, between calls
+    eager = None
     for compiled in (False, True):
         xn.manual_seed(0)
         m, o, s = make()

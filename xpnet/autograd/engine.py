@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+from .. import backend as B
 from .tensor import Function, Tensor, set_grad_enabled
 
 _backward_end_hooks = {}
@@ -72,6 +73,14 @@ def _seed(t: Tensor, g, create_graph: bool):
     return Tensor(g) if create_graph and not isinstance(g, Tensor) else g
 
 
+def _cast(g, dtype):
+    """Gradient ``g`` (array or tensor) as ``dtype``, differentiably for a tensor."""
+    if isinstance(g, Tensor):
+        from .functions import astype
+        return astype(g, dtype)
+    return B.namespace_of(g).astype(g, dtype)
+
+
 def run_backward(roots, grads, retain_graph=False, create_graph=False, targets=None):
     """Propagate ``grads`` from ``roots`` through the graph.
 
@@ -109,6 +118,8 @@ def run_backward(roots, grads, retain_graph=False, create_graph=False, targets=N
                     continue
                 if create_graph and not isinstance(gx, Tensor):
                     gx = Tensor(gx)
+                if isinstance(x, Tensor) and gx.dtype != x.data.dtype:
+                    gx = _cast(gx, x.data.dtype)  # a gradient has its input's dtype, as in PyTorch
                 k = id(x)
                 acc[k] = acc[k] + gx if k in acc else gx
                 keep[k] = x
@@ -129,6 +140,8 @@ def backward(roots, grads, retain_graph=False, create_graph=False):
         if t is None or not (t.creator is None or t._retain):
             continue
         g = g if isinstance(g, Tensor) else Tensor(g)
+        if g.data.dtype != t.data.dtype:  # a root's own seed may differ: .grad has the leaf's dtype
+            g = _cast(g, t.data.dtype)
         t.grad = g if t.grad is None else t.grad + g
         touched.append(t)
     for hook in list(_backward_end_hooks.values()):

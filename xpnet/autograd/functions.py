@@ -51,10 +51,40 @@ def _norm_axes(axis, ndim):
     axes = axis if isinstance(axis, (tuple, list)) else (axis,)
     out = []
     for a in axes:
-        if not -ndim <= a < builtins.max(ndim, 1):
+        if not -builtins.max(ndim, 1) <= a < builtins.max(ndim, 1):  # a 0-d tensor takes 0 and -1, as PyTorch
             raise ValueError(f"axis {a} is out of range for a tensor with {ndim} dimensions")
-        out.append(a % ndim if ndim else 0)
+        if ndim:
+            out.append(a % ndim)
     return tuple(sorted(out))
+
+
+def _axis(x, axis):
+    """``axis`` checked; None for a 0-d ``x`` (a reduction over its one element is itself)."""
+    if axis is not None and not _shape(_raw(x)):
+        _norm_axes(axis, 0)
+        return None
+    return axis
+
+
+_HALF: dict = {}  # dtype -> whether it is float16 or bfloat16
+
+
+def _is_half(x) -> bool:
+    """Whether ``x`` (tensor or array) is float16 or bfloat16: its reductions accumulate in float32."""
+    dt = getattr(_raw(x), "dtype", None)
+    if dt is None:
+        return False
+    key = (type(dt), dt)  # the type first: dtypes of two libraries are never compared
+    half = _HALF.get(key)
+    if half is None:
+        half = _HALF[key] = B.dtype_name(dt) in ("float16", "bfloat16")
+    return half
+
+
+def _in_float32(fn, x, *args, **kwargs):
+    """``fn(x, ...)`` computed in float32 and cast back to ``x``'s half dtype, as PyTorch's
+    reductions on float16/bfloat16 accumulate (gradients flow back through both casts)."""
+    return astype(fn(astype(x, "float32"), *args, **kwargs), _raw(x).dtype)
 
 
 def _as_operand(xp, x, like):
@@ -110,7 +140,15 @@ def sum_to(x, shape):
 
 
 def broadcast_to(x, shape):
+    """``x`` broadcast to ``shape``; a size of -1 keeps ``x``'s size there (PyTorch's ``expand``)."""
     shape = tuple(shape)
+    if -1 in shape:
+        xs = _shape(x)
+        lead = len(shape) - len(xs)
+        if lead < 0 or -1 in shape[:lead]:
+            raise ValueError(f"expand: -1 in shape {shape} has no size of the tensor (shape {xs}) to keep: "
+                             "it is allowed only on the tensor's existing axes")
+        shape = tuple(xs[i - lead] if n == -1 else n for i, n in enumerate(shape))
     if _shape(x) == shape:
         return x
     return BroadcastTo(shape)(x)
@@ -336,20 +374,36 @@ class LeakyRelu(Function):
 
 
 class Clip(Function):
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
+    """``minimum(maximum(x, lo), hi)`` (PyTorch's ``clamp``); ``lo``/``hi`` are None, numbers, or
+    tensors/arrays of any shape that broadcasts with ``x`` (the result has the broadcast shape).
+    Where ``lo > hi`` the result is ``hi``.  Gradients as PyTorch: ``x`` where ``lo <= x <= hi``,
+    ``lo`` where ``x < lo < hi``, ``hi`` where ``x > hi`` or ``hi < lo``."""
 
-    def forward(self, xp, x):
-        return B.clip(x, self.lo, self.hi)
+    def forward(self, xp, x, lo, hi):
+        arrays = hasattr(lo, "shape") or hasattr(hi, "shape")
+        if not arrays and (lo is None or hi is None or lo <= hi):
+            return B.clip(x, lo, hi)  # numbers in order: the library's clip
+        if lo is not None:
+            x = xp.maximum(x, _as_operand(xp, lo, x))
+        return x if hi is None else xp.minimum(x, _as_operand(xp, hi, x))
 
-    def backward(self, g, y, x):
-        xp, x = self.xp, _raw(x)
-        inside = xp.ones(x.shape, dtype=xp.bool, device=B.array_api_compat.device(x))
-        if self.lo is not None:
-            inside = inside & (x >= self.lo)
-        if self.hi is not None:
-            inside = inside & (x <= self.hi)
-        return g * _mask(xp, inside, g),
+    def backward(self, g, y, x, lo, hi):
+        xr, lr, hr = _raw(x), _raw(lo), _raw(hi)
+        if lr is None:
+            inside = xr <= hr
+        elif hr is None:
+            inside = xr >= lr
+        else:
+            inside = (xr >= lr) & (xr <= hr)
+        gx = _reduce_grad(where(inside, g, 0.0), _shape(x)) if self.needs[0] else None
+        glo = ghi = None
+        if self.needs[1]:
+            below = xr < lr if hr is None else (xr < lr) & (lr < hr)
+            glo = _reduce_grad(where(below, g, 0.0), _shape(lo))
+        if self.needs[2]:
+            above = xr > hr if lr is None else (xr > hr) | (hr < lr)
+            ghi = _reduce_grad(where(above, g, 0.0), _shape(hi))
+        return gx, glo, ghi
 
 
 def abs(x): return Abs()(x)
@@ -370,10 +424,13 @@ def leaky_relu(x, negative_slope: float = 0.01):
 
 
 def clip(x, min=None, max=None):
-    """``x`` limited to ``[min, max]``; the gradient passes where min <= x <= max."""
+    """``x`` limited to ``[min, max]`` (PyTorch's ``clamp``): each bound None, a number, or a
+    tensor/array broadcasting with ``x`` (0-d included); where ``min > max`` the result is
+    ``max``.  The gradient passes to ``x`` where ``min <= x <= max`` and to a tensor bound
+    where it is the result."""
     if min is None and max is None:
         raise ValueError("clip() needs min, max or both")
-    return Clip(min, max)(x)
+    return Clip()(x, min, max)
 
 
 clamp = clip
@@ -460,7 +517,7 @@ class Max(Function):
         xp, shape = self.xp, _shape(x)
         yk = _keep(_raw(y), self.axis, self.keepdims, shape)
         hit = _mask(xp, _raw(x) == yk, _raw(g))
-        share = hit / xp.sum(hit, axis=_norm_axes(self.axis, len(shape)), keepdims=True)
+        share = hit / xp.sum(hit, axis=_norm_axes(self.axis, len(shape)) if shape else None, keepdims=True)
         return broadcast_to(_keep(g, self.axis, self.keepdims, shape), shape) * share,
 
 
@@ -470,6 +527,10 @@ class LogSumExp(Function):
 
     def forward(self, xp, x):
         axes = _norm_axes(self.axis, x.ndim)
+        if any(x.shape[a] == 0 for a in axes):  # over no element: log(0) = -inf, as PyTorch
+            shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
+            y = xp.full(shape, -math.inf, dtype=x.dtype, device=B.array_api_compat.device(x))
+            return y if self.keepdims else xp.reshape(y, tuple(n for i, n in enumerate(x.shape) if i not in axes))
         m = xp.max(x, axis=axes, keepdims=True)
         m = xp.where(xp.isfinite(m), m, xp.zeros_like(m))
         y = xp.log(xp.sum(xp.exp(x - m), axis=axes, keepdims=True)) + m
@@ -483,44 +544,74 @@ class LogSumExp(Function):
 
 @axis_names
 def sum(x, axis=None, keepdims: bool = False):
-    return Sum(axis, keepdims)(x)
+    """The sum over ``axis`` (all axes when None); float16/bfloat16 accumulate in float32."""
+    if _is_half(x):
+        return _in_float32(sum, x, axis, keepdims)
+    return Sum(_axis(x, axis), keepdims)(x)
 
 
 @axis_names
 def mean(x, axis=None, keepdims: bool = False):
+    """The mean over ``axis``; over no element it is NaN, as PyTorch (IEEE 0/0).  float16 and
+    bfloat16 accumulate in float32."""
+    if _is_half(x):
+        return _in_float32(mean, x, axis, keepdims)
+    axis = _axis(x, axis)
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
-    return Sum(axis, keepdims)(x) * (1.0 / n)
+    return Sum(axis, keepdims)(x) / float(n) if n else Sum(axis, keepdims)(x) * math.nan
 
 
 @axis_names
 def max(x, axis=None, keepdims: bool = False):
-    return Max(axis, keepdims, True)(x)
+    return Max(_axis(x, axis), keepdims, True)(x)
 
 
 @axis_names
 def min(x, axis=None, keepdims: bool = False):
-    return Max(axis, keepdims, False)(x)
+    return Max(_axis(x, axis), keepdims, False)(x)
 
 
 @axis_names
 def logsumexp(x, axis=None, keepdims: bool = False):
-    """log(sum(exp(x))) without overflow."""
-    return LogSumExp(axis, keepdims)(x)
+    """log(sum(exp(x))) without overflow (float16/bfloat16: computed in float32)."""
+    if _is_half(x):
+        return _in_float32(logsumexp, x, axis, keepdims)
+    return LogSumExp(_axis(x, axis), keepdims)(x)
+
+
+def _correction(correction, unbiased, name):
+    """PyTorch's rule: ``correction`` (default 1), or the legacy ``unbiased`` (True: 1, False: 0)."""
+    if unbiased is not None:
+        if correction is not None:
+            raise ValueError(f"{name}: pass correction= or unbiased=, not both")
+        return 1 if unbiased else 0
+    return 1 if correction is None else correction
 
 
 @axis_names
-def var(x, axis=None, correction: float = 1, keepdims: bool = False):
-    """Variance; ``correction=1`` (the default, as PyTorch) divides by n - 1."""
+def var(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None):
+    """Variance: the squared deviations summed over ``axis``, divided by ``n - correction``
+    (``correction=None`` means 1, as PyTorch; ``unbiased=False`` means 0).  When
+    ``n - correction <= 0`` the divisor is 0 (IEEE, as PyTorch): NaN for one element with
+    ``correction=1``, inf when ``correction`` exceeds ``n``."""
+    correction = _correction(correction, unbiased, "var")
+    if _is_half(x):
+        return _in_float32(var, x, axis, correction, keepdims)
+    axis = _axis(x, axis)
     shape = _shape(_raw(x))
     n = math.prod(shape[a] for a in _norm_axes(axis, len(shape)))
     d = x - mean(x, axis, keepdims=True)
-    return sum(d * d, axis, keepdims) * (1.0 / builtins.max(n - correction, 0))
+    dof = n - correction
+    return sum(d * d, axis, keepdims) * (1.0 / dof if dof > 0 else math.inf)
 
 
 @axis_names
-def std(x, axis=None, correction: float = 1, keepdims: bool = False):
-    return sqrt(var(x, axis, correction, keepdims))
+def std(x, axis=None, correction=None, keepdims: bool = False, *, unbiased=None):
+    """Standard deviation, ``sqrt(var(...))`` (same arguments; float16/bfloat16 in float32)."""
+    if _is_half(x):
+        return _in_float32(std, x, axis, correction, keepdims, unbiased=unbiased)
+    return sqrt(var(x, axis, correction, keepdims, unbiased=unbiased))
 
 
 @axis_names
@@ -637,6 +728,9 @@ def permute(x, axes):
 def transpose(x, dim0: int, dim1: int):
     """Swap two axes (PyTorch's ``transpose``)."""
     n = len(_shape(x))
+    if n == 0:  # a 0-d tensor: dims 0 and -1 name it, and it is its own transpose (as PyTorch)
+        _norm_axes((dim0, dim1), 0)
+        return x
     axes = list(range(n))
     axes[dim0 % n], axes[dim1 % n] = axes[dim1 % n], axes[dim0 % n]
     return permute(x, tuple(axes))
@@ -654,11 +748,11 @@ expand_dims = unsqueeze
 
 @axis_names
 def squeeze(x, axis=None):
+    """``x`` without the given axes of size 1 (all of them when None); an axis of another size
+    is left in place, as ``torch.squeeze`` does."""
     shape = _shape(_raw(x))
     axes = [i for i, n in enumerate(shape) if n == 1] if axis is None else _norm_axes(axis, len(shape))
-    for a in axes:
-        if shape[a] != 1:
-            raise ValueError(f"squeeze: axis {a} has size {shape[a]}, not 1 (shape {shape})")
+    axes = [a for a in axes if shape[a] == 1]  # an axis of another size stays, as in PyTorch
     return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
 
 
@@ -741,11 +835,24 @@ class Pad(Function):
 
 
 def pad(x, pad_width, value: float = 0.0):
-    """Constant padding; ``pad_width`` is ``((before, after), ...)`` for every axis."""
+    """Constant padding; ``pad_width`` is ``((before, after), ...)`` for every axis.  A negative
+    width crops that many places from that side (as PyTorch's ``F.pad``); ValueError when an
+    axis would end up with a negative size."""
     pad_width = tuple((int(a), int(b)) for a, b in pad_width)
-    if len(pad_width) != len(_shape(_raw(x))):
-        raise ValueError(f"pad: pad_width has {len(pad_width)} entries for a tensor with {len(_shape(_raw(x)))} axes")
-    return Pad(pad_width, value)(x)
+    shape = _shape(_raw(x))
+    if len(pad_width) != len(shape):
+        raise ValueError(f"pad: pad_width has {len(pad_width)} entries for a tensor with {len(shape)} axes")
+    for i, ((a, b), n) in enumerate(zip(pad_width, shape)):
+        if n + builtins.min(a, 0) + builtins.min(b, 0) < 0:
+            raise ValueError(f"pad: axis {i} of size {n} cannot be cropped by ({a}, {b}): the negative widths "
+                             f"remove more than its {n} places")
+    if any(a < 0 or b < 0 for a, b in pad_width):  # crop first, as PyTorch
+        x = GetItem(tuple(slice(builtins.max(-a, 0), n - builtins.max(-b, 0))
+                          for (a, b), n in zip(pad_width, shape)))(x)
+        pad_width = tuple((builtins.max(a, 0), builtins.max(b, 0)) for a, b in pad_width)
+    if any(a or b for a, b in pad_width):
+        x = Pad(pad_width, value)(x)
+    return x
 
 
 # ---------------------------------------------------------------- indexing
@@ -779,15 +886,156 @@ class IndexZerosSet(Function):
         return getitem(g, self.key),
 
 
+def _is_index_array(k) -> bool:
+    return isinstance(k, (Tensor, list)) or hasattr(k, "shape")
+
+
+def _expand_key(key, shape):
+    """``key`` with ``...`` spelled out as slices; IndexError for too many indices."""
+    used = builtins.sum(_mask_ndim(k) if _is_index_array(k) and _is_bool(k) else 1
+                        for k in key if k is not None and k is not Ellipsis)
+    if used > len(shape):
+        raise IndexError(f"too many indices for a tensor of {len(shape)} dimensions (shape {shape}): "
+                         f"got {used}")
+    at = [i for i, k in enumerate(key) if k is Ellipsis]
+    if len(at) > 1:
+        raise IndexError("an index can only have a single ellipsis ('...')")
+    fill = (slice(None),) * (len(shape) - used)
+    if at:
+        return key[:at[0]] + fill + key[at[0] + 1:]
+    return key + fill
+
+
+def _mask_ndim(k) -> int:
+    """The number of axes of an index array, tensor or nested list (those a boolean mask indexes)."""
+    if isinstance(k, list):
+        n = 0
+        while isinstance(k, list):
+            n, k = n + 1, (k[0] if k else None)
+        return n
+    return len(_shape(_raw(k)))
+
+
+def _is_bool(k) -> bool:
+    if isinstance(k, list):
+        while k and isinstance(k[0], list):
+            k = k[0]
+        return len(k) > 0 and builtins.all(isinstance(v, bool) for v in k)
+    d = _raw(k)
+    return B.namespace_of(d).isdtype(d.dtype, "bool")
+
+
+def _check_int(i, n, d):
+    if not -n <= i < n:
+        raise IndexError(f"index {i} is out of range for dimension {d} with size {n}: expected {-n} <= index < {n}")
+    return i % n
+
+
 def getitem(x, key):
-    """``x[key]``: basic indexing (a trailing ``...`` is implied, as in NumPy), or an integer
-    array/list, taken along axis 0."""
-    if isinstance(key, Tensor) or hasattr(key, "shape") or isinstance(key, list):
-        return take(x, key, axis=0)
+    """``x[key]`` with PyTorch's semantics: integers (IndexError when out of range), slices,
+    ``None`` and ``...`` (basic indexing, a trailing ``...`` implied), and advanced indexing by
+    integer arrays, lists, tensors and boolean masks, alone or mixed with the others in a
+    tuple (negative indices count from the end; the gradient of a repeated index adds up).
+    Integers are applied first, as PyTorch does (``x[0, :, [0, 1]]`` has shape ``(x.shape[1], 2)``).
+    """
+    shape = _shape(_raw(x))
     key = key if isinstance(key, tuple) else (key,)
-    if Ellipsis not in key and builtins.sum(k is not None for k in key) < len(_shape(_raw(x))):
-        key = key + (Ellipsis,)
+    if any(_is_index_array(k) for k in key):
+        if len(key) == 1 and not _is_bool(key[0]) and len(shape) > 0 and _mask_ndim(key[0]) == 1:
+            # one 1-D integer array: take along axis 0
+            return take(x, key[0], axis=0)
+        return _advanced(x, _expand_key(key, shape), shape)
+    key = _expand_key(key, shape)
+    d = 0
+    for k in key:
+        if k is None:
+            continue
+        if isinstance(k, int) and not isinstance(k, bool):
+            _check_int(k, shape[d], d)
+        d += 1
     return GetItem(key)(x)
+
+
+def _advanced(x, key, shape):
+    """Advanced indexing as one gather at flat positions (its backward scatter-adds, see :class:`Take`).
+
+    The flat position of every output element is a sum of broadcast terms, one per key entry:
+    ``start + step * arange`` for a slice, the (wrapped, range-checked) array times the axis's
+    stride for an index array; a boolean mask stands for its ``nonzero()`` arrays.  The
+    arrays' broadcast shape goes where the first of them stands when they are adjacent, else
+    first (NumPy's and PyTorch's rule)."""
+    xp = _xp(x)
+    xr = _raw(x)
+    dev = B.array_api_compat.device(xr)
+    strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
+    offset, d = 0, 0
+    entries = []  # ("dim", size, term or None) and ("arr", index array times stride)
+    for k in key:
+        if k is None:
+            entries.append(("dim", 1, None))
+        elif _is_index_array(k):
+            a = _raw(k)
+            if not hasattr(a, "shape"):
+                a = B.as_array(a, "bool" if _is_bool(k) else "int64", B.backend_of(xr))
+            elif B.namespace_of(a) is not xp:
+                raise TypeError(f"index: the index lives on backend {B.backend_of(a).name} but the tensor on "
+                                f"{B.backend_of(xr).name}: move it with tensor.to(...) first")
+            if xp.isdtype(a.dtype, "bool"):
+                want = shape[d:d + a.ndim]
+                if tuple(a.shape) != want:
+                    raise IndexError(f"the boolean mask of shape {tuple(a.shape)} does not match the indexed "
+                                     f"dimensions {d}..{d + a.ndim - 1} of shape {want} (tensor shape {shape})")
+                if a.ndim == 0:
+                    raise IndexError("a 0-d boolean index is not supported")
+                for i, nz in enumerate(xp.nonzero(a)):
+                    entries.append(("arr", nz * strides[d + i]))
+                d += a.ndim
+                continue
+            if not xp.isdtype(a.dtype, "integral"):
+                raise IndexError(f"tensors used as indices must be integer or boolean, got {B.dtype_name(a.dtype)}")
+            a = B.check_indices(a, shape[d], f"index along dimension {d} (size {shape[d]})", wrap=True)
+            entries.append(("arr", xp.astype(a, xp.int64) * strides[d]))
+            d += 1
+        elif isinstance(k, slice):
+            r = range(*k.indices(shape[d]))
+            entries.append(("dim", len(r), (r.start, r.step, strides[d])))
+            d += 1
+        else:
+            offset += _check_int(int(k), shape[d], d) * strides[d]
+            d += 1
+    arrays = [a for kind, a in ((e[0], e[-1]) for e in entries) if kind == "arr"]
+    where = [i for i, e in enumerate(entries) if e[0] == "arr"]
+    bshape = _broadcast_shapes([tuple(a.shape) for a in arrays])
+    adjacent = where == list(range(where[0], where[-1] + 1))
+    dims = [e for e in entries if e[0] == "dim"]
+    before = where[0] if adjacent else 0
+    out_shape = tuple(e[1] for e in dims[:before]) + bshape + tuple(e[1] for e in dims[before:])
+    rank = len(out_shape)
+    pos = None
+    for a in arrays:
+        pos = a if pos is None else pos + a
+    pos = xp.reshape(xp.broadcast_to(pos, bshape), (1,) * before + bshape + (1,) * (len(dims) - before))
+    for j, (_, n, term) in enumerate(dims):
+        if term is None:
+            continue
+        start, step, stride = term
+        axis = j if j < before else j + len(bshape)
+        t = xp.arange(n, dtype=xp.int64, device=dev) * (step * stride) + start * stride
+        pos = pos + xp.reshape(t, tuple(n if i == axis else 1 for i in range(rank)))
+    pos = xp.broadcast_to(pos + offset, out_shape) if offset else xp.broadcast_to(pos, out_shape)
+    flat = Take(xp.reshape(pos, (-1,)), 0)(reshape(x, (-1,)))
+    return reshape(flat, out_shape)
+
+
+def _broadcast_shapes(shapes):
+    rank = builtins.max(len(s) for s in shapes)
+    out = []
+    for i in range(rank):
+        sizes = {s[len(s) - rank + i] for s in shapes if len(s) - rank + i >= 0} - {1}
+        if len(sizes) > 1:
+            raise IndexError(f"shape mismatch: index arrays of shapes {shapes} cannot be broadcast together")
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
 
 
 class Take(Function):
@@ -830,20 +1078,42 @@ def _index_array(x, indices):
 
 @axis_names
 def take(x, indices, axis: int = 0):
-    """Slices of ``x`` at integer ``indices`` (1-D, each in ``[0, n)``) along ``axis``."""
+    """Slices of ``x`` at integer ``indices`` (1-D) along ``axis``; a negative index counts from
+    the end (as ``torch.take`` and NumPy); one outside ``[-n, n)`` raises IndexError."""
     idx = _index_array(x, indices)
-    axis = axis % len(_shape(_raw(x)))
-    idx = B.check_indices(idx, _shape(_raw(x))[axis], f"take along axis {axis}")
+    shape = _shape(_raw(x))
+    if not shape:  # a 0-d tensor: one element along axis 0 or -1, as PyTorch's index_select
+        _norm_axes(axis, 0)
+        idx = B.check_indices(_xp(x).reshape(idx, (-1,)), 1, "take from a 0-d tensor", wrap=True)
+        return reshape(Take(idx, 0)(reshape(x, (1,))), ())
+    axis = _norm_axes(axis, len(shape))[0]
+    idx = B.check_indices(idx, shape[axis], f"take along axis {axis}", wrap=True)
     return Take(idx, axis)(x)
 
 
-@axis_names
-def take_along_axis(x, indices, axis: int = -1):
-    """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis`` (PyTorch's ``gather``)."""
+def _along_axis(x, indices, axis, wrap, name):
     xp = _xp(x)
     idx = _index_array(x, indices)
     shape = _shape(_raw(x))
-    axis = axis % len(shape)
+    if len(shape) == 0:  # a 0-d input: axis 0 or -1, indices 0-d or (1,)
+        _norm_axes(axis, 0)
+        idx = B.check_indices(xp.reshape(idx, (-1,)), 1, f"{name} of a 0-d tensor", wrap=wrap)
+        return reshape(take(reshape(x, (1,)), idx, 0), tuple(_index_array(x, indices).shape))
+    axis = _norm_axes(axis, len(shape))[0]
+    if math.prod(idx.shape) == 0:  # nothing to take (PyTorch allows any shape then)
+        return reshape(Take(xp.reshape(idx, (-1,)), 0)(reshape(x, (-1,))), tuple(idx.shape))
+    if wrap and idx.ndim == len(shape):  # take_along_dim broadcasts the other axes
+        both = [builtins.max(a, b) if 1 in (a, b) else a for a, b in zip(shape, idx.shape)]
+        xs = tuple(n if d == axis else both[d] for d, n in enumerate(shape))
+        ids = tuple(n if d == axis else both[d] for d, n in enumerate(idx.shape))
+        if ids != tuple(idx.shape):
+            idx = xp.broadcast_to(idx, ids)
+        if xs != shape:
+            x, shape = broadcast_to(x, xs), xs
+    if idx.ndim != len(shape):
+        raise ValueError(f"{name}: indices of shape {tuple(idx.shape)} need as many dimensions as the input "
+                         f"of shape {shape}")
+    idx = B.check_indices(idx, shape[axis], f"{name} along axis {axis} (size {shape[axis]})", wrap=wrap)
     dev = B.array_api_compat.device(idx)
     strides = [math.prod(shape[i + 1:]) for i in range(len(shape))]
     flat = idx * strides[axis]
@@ -852,14 +1122,23 @@ def take_along_axis(x, indices, axis: int = -1):
             r = xp.reshape(xp.arange(idx.shape[d], dtype=idx.dtype, device=dev),
                            tuple(-1 if i == d else 1 for i in range(len(shape))))
             flat = flat + r * strides[d]
-    return reshape(take(reshape(x, (-1,)), xp.reshape(flat, (-1,)), 0), tuple(idx.shape))
+    return reshape(Take(xp.reshape(flat, (-1,)), 0)(reshape(x, (-1,))), tuple(idx.shape))
+
+
+@axis_names
+def take_along_axis(x, indices, axis: int = -1):
+    """``out[..., i, ...] = x[..., indices[..., i, ...], ...]`` along ``axis`` (NumPy's
+    ``take_along_axis``, PyTorch's ``take_along_dim``): a negative index counts from the end;
+    one outside ``[-n, n)`` raises IndexError."""
+    return _along_axis(x, indices, axis, True, "take_along_axis")
 
 
 @axis_names
 def gather(input, dim: int, index):
     """PyTorch's ``gather(input, dim, index)``: ``out[..., i, ...] = input[..., index[..., i, ...], ...]``
-    along ``dim`` (:func:`take_along_axis` with the Array API's argument order)."""
-    return take_along_axis(input, index, dim)
+    along ``dim`` (:func:`take_along_axis` in PyTorch's argument order), except that a negative
+    index raises IndexError, as ``torch.gather`` refuses it."""
+    return _along_axis(input, index, dim, False, "gather")
 
 
 # ------------------------------------------------------- non-differentiable
@@ -879,12 +1158,12 @@ less, less_equal, greater, greater_equal, equal, not_equal = (
 
 @axis_names
 def argmax(x, axis=None, keepdims: bool = False):
-    return Tensor(_xp(x).argmax(_raw(x), axis=axis, keepdims=keepdims))
+    return Tensor(_xp(x).argmax(_raw(x), axis=_axis(x, axis), keepdims=keepdims))
 
 
 @axis_names
 def argmin(x, axis=None, keepdims: bool = False):
-    return Tensor(_xp(x).argmin(_raw(x), axis=axis, keepdims=keepdims))
+    return Tensor(_xp(x).argmin(_raw(x), axis=_axis(x, axis), keepdims=keepdims))
 
 
 class Clone(Function):

@@ -3,9 +3,10 @@ autograd so that ``Tensor.softmax`` can use them; :mod:`xpnet.nn.functional` re-
 
 from __future__ import annotations
 
+import math
 import warnings
 
-from .functions import _norm_axes, _shape, astype, exp, sum
+from .functions import _in_float32, _is_half, _norm_axes, _shape, astype, exp, reshape, sum
 from .names import axis_names
 from .tensor import Function, _raw
 
@@ -30,6 +31,8 @@ class Softmax(Function):
     def forward(self, xp, x):
         if self.cached is not None:
             return self.cached
+        if x.shape[self.dim] == 0 or math.prod(x.shape) == 0:  # nothing to normalize (empty, as PyTorch)
+            return x
         m = xp.max(x, axis=self.dim, keepdims=True)
         e = xp.exp(x - xp.where(xp.isfinite(m), m, xp.zeros_like(m)))
         s = xp.sum(e, axis=self.dim, keepdims=True)
@@ -46,6 +49,8 @@ class LogSoftmax(Function):
         self.dim = dim
 
     def forward(self, xp, x):
+        if math.prod(x.shape) == 0:  # nothing to normalize (empty, as PyTorch)
+            return x
         s = x - xp.max(x, axis=self.dim, keepdims=True)
         return s - xp.log(xp.sum(xp.exp(s), axis=self.dim, keepdims=True))
 
@@ -59,12 +64,10 @@ def _prepare_softmax(name, x, dim, dtype):
     ndim = len(_shape(_raw(x)))
     if dim is None:
         dim = _softmax_dim(name, ndim)
-    if ndim == 0:
-        raise ValueError(f"{name}: the input is 0-dimensional: expected at least 1 dimension")
-    if not -ndim <= dim < ndim:
+    if not -max(ndim, 1) <= dim < max(ndim, 1):
         raise ValueError(f"{name}: dim {dim} is out of range for an input with {ndim} dimensions "
-                         f"(shape {_shape(_raw(x))}): expected {-ndim} <= dim < {ndim}")
-    return x, _norm_axes(dim, ndim)[0]
+                         f"(shape {_shape(_raw(x))}): expected {-max(ndim, 1)} <= dim < {max(ndim, 1)}")
+    return x, (_norm_axes(dim, ndim)[0] if ndim else 0)
 
 
 @axis_names
@@ -76,6 +79,10 @@ def softmax(input, dim=-1, dtype=None):
     ``dtype`` converts the input first.
     """
     x, dim = _prepare_softmax("softmax", input, dim, dtype)
+    if _is_half(x):  # computed in float32 (as PyTorch), the result in x's dtype
+        return _in_float32(softmax, x, dim)
+    if not _shape(_raw(x)):  # a 0-d input: one element, along dim 0 or -1 (as PyTorch)
+        return reshape(Softmax(0)(reshape(x, (1,))), ())
     return Softmax(dim)(x)
 
 
@@ -83,4 +90,8 @@ def softmax(input, dim=-1, dtype=None):
 def log_softmax(input, dim=-1, dtype=None):
     """log(softmax(x)) along ``dim``, as x - logsumexp(x) (stable for any |x|)."""
     x, dim = _prepare_softmax("log_softmax", input, dim, dtype)
+    if _is_half(x):
+        return _in_float32(log_softmax, x, dim)
+    if not _shape(_raw(x)):
+        return reshape(LogSoftmax(0)(reshape(x, (1,))), ())
     return LogSoftmax(dim)(x)

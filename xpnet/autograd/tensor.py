@@ -245,7 +245,20 @@ class Tensor:
         return self.creator is None
 
     def __len__(self):
+        if self.data.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
         return self.data.shape[0]
+
+    def __iter__(self):
+        """The sub-tensors along axis 0 (``for row in t``, ``list(t)``), as PyTorch."""
+        if self.data.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
+
+    def __array__(self, dtype=None, copy=None):
+        """A NumPy copy on the host (``np.asarray(t)``; a device-to-host transfer on a GPU)."""
+        a = self.numpy()
+        return a if dtype is None else a.astype(dtype, copy=False)
 
     def __repr__(self):
         grad = ", requires_grad=True" if self.requires_grad else ""
@@ -382,9 +395,11 @@ class Tensor:
     @axis_names
     def min(self, axis=None, keepdims=False): return F.min(self, axis, keepdims)
     @axis_names
-    def var(self, axis=None, correction=1, keepdims=False): return F.var(self, axis, correction, keepdims)
+    def var(self, axis=None, correction=None, keepdims=False, *, unbiased=None):
+        return F.var(self, axis, correction, keepdims, unbiased=unbiased)
     @axis_names
-    def std(self, axis=None, correction=1, keepdims=False): return F.std(self, axis, correction, keepdims)
+    def std(self, axis=None, correction=None, keepdims=False, *, unbiased=None):
+        return F.std(self, axis, correction, keepdims, unbiased=unbiased)
     @axis_names
     def logsumexp(self, axis=None, keepdims=False): return F.logsumexp(self, axis, keepdims)
     @axis_names

@@ -38,25 +38,35 @@ def index_bounds(index):
     return int(xp.min(index)), int(xp.max(index))
 
 
-def check_indices(index, size: int, what: str, defer: bool = True, bounds=None):
-    """Check that every entry of ``index`` lies in ``[0, size)`` (IndexError otherwise) and
-    return the index to use: on an accelerator the check is deferred (see :func:`require`)
-    and the indices are clipped into range meanwhile, so that no kernel reads or writes
-    out of bounds (CuPy would wrap them silently, JAX clip them).  ``bounds``: the
-    :func:`index_bounds` of ``index`` if the caller has them already."""
+def check_indices(index, size: int, what: str, defer: bool = True, bounds=None, wrap: bool = False):
+    """Check that every entry of ``index`` lies in ``[0, size)`` (``[-size, size)`` with ``wrap``:
+    negative entries count from the end, as in PyTorch's indexing and ``take``) and return the
+    index to use, negative entries wrapped.  An entry out of range raises IndexError naming it.
+    On an accelerator the check is deferred (see :func:`require`) and the indices are clipped
+    into range meanwhile, so that no kernel reads or writes out of bounds (CuPy would wrap
+    them silently, JAX clip them).  ``bounds``: the :func:`index_bounds` of ``index`` if the
+    caller has them already."""
     if math.prod(index.shape) == 0:
         return index
+    lowest = -size if wrap else 0
 
     def in_range(lo, hi):
-        if lo < 0 or hi >= size:
+        if lo < lowest or hi >= size:
             raise IndexError(f"{what}: index {int(hi if hi >= size else lo)} is out of range: "
-                             f"expected 0 <= index < {size}")
+                             f"expected {lowest} <= index < {size}")
 
     bounds = index_bounds(index) if bounds is None else bounds
     if bounds is not None:
         in_range(*bounds)
-        return index
+        return _wrapped(index, size) if wrap and bounds[0] < 0 else index
     xp = namespace_of(index)
     if require(xp.stack([xp.min(index), xp.max(index)]), in_range, defer):
-        return index
-    return clip(index, 0, size - 1)
+        return _wrapped(index, size) if wrap else index
+    index = clip(index, lowest, size - 1)
+    return _wrapped(index, size) if wrap else index
+
+
+def _wrapped(index, size: int):
+    """Negative entries of ``index`` counted from the end of an axis of ``size``."""
+    xp = namespace_of(index)
+    return xp.where(index < 0, index + size, index)

@@ -52,10 +52,15 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
     dtype = xp.result_type(*arrays) if len(arrays) > 1 else arrays[0].dtype
     if not xp.isdtype(dtype, "real floating"):
         raise TypeError(f"get_total_norm: expected floating-point gradients, got {B.dtype_name(dtype)}")
-    norms = [xp.astype(_vector_norm(xp, a, norm_type), dtype) for a in arrays if math.prod(a.shape) > 0]
+    # float16/bfloat16 accumulate in float32 (as PyTorch): 400^2 overflows float16
+    work = xp.float32 if B.dtype_name(dtype) in ("float16", "bfloat16") else dtype
+    norms = [_vector_norm(xp, a if a.dtype == work else xp.astype(a, work), norm_type)
+             for a in arrays if math.prod(a.shape) > 0]
     if not norms:
         return Tensor(xp.zeros((), dtype=dtype, device=B.array_api_compat.device(arrays[0])))
     total = norms[0] if len(norms) == 1 else _vector_norm(xp, xp.stack(norms), norm_type)
+    if total.dtype != dtype:
+        total = xp.astype(total, dtype)
     if error_if_nonfinite and not bool(xp.all(xp.isfinite(total))):
         raise RuntimeError(
             f"The total norm of order {norm_type} for gradients from `parameters` is non-finite, so it "

@@ -160,7 +160,7 @@ def softplus(input, beta: float = 1.0, threshold: float = 20.0):
 
 def hardtanh(input, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False):
     """x clipped to [min_val, max_val]."""
-    if not max_val > min_val:
-        raise ValueError(f"hardtanh: max_val ({max_val}) must be greater than min_val ({min_val})")
+    if max_val < min_val:
+        raise ValueError(f"hardtanh: max_val ({max_val}) must not be less than min_val ({min_val})")
     return Hardtanh(float(min_val), float(max_val))(input)
 

@@ -38,6 +38,8 @@ class LayerName:
 
 def _ntuple(v, n: int, what: str, name: str):
     t = tuple(v) if isinstance(v, (tuple, list)) else (v,) * n
+    if len(t) == 1 and n > 1:  # a 1-tuple stands for every axis, as in PyTorch
+        t = t * n
     if len(t) != n or not all(isinstance(a, int) and not isinstance(a, bool) for a in t):
         raise ValueError(f"{name}: {what} must be an int or a tuple of {n} ints, got {v!r}")
     return t
@@ -93,14 +95,17 @@ class Geometry:
         out = []
         for n, k, s, d, a, b in zip(size, kernel, stride, dilation, lo, hi):
             span = d * (k - 1) + 1
-            if n + a + b < span:
+            # PyTorch's pooling_output_shape: floor division (towards -inf), then with ceil_mode the
+            # last window must start inside the input or the left padding; at least one window
+            o = (n + a + b - span + (s - 1 if ceil_mode else 0)) // s + 1
+            if ceil_mode and (o - 1) * s >= n + a:
+                o -= 1
+            if o < 1:
                 raise ValueError(
                     f"{name}: the kernel {tuple(kernel)} (dilation {tuple(dilation)}) is larger than the "
                     f"padded input: input size {tuple(size)}, padding {tuple(lo)}/{tuple(hi)}: "
-                    f"expected padded size >= {d} * ({k} - 1) + 1 = {span} on every axis")
-            o = (n + a + b - span + (s - 1 if ceil_mode else 0)) // s + 1
-            if ceil_mode and (o - 1) * s >= n + a:  # the last window must start inside the input or left padding
-                o -= 1
+                    f"expected padded size >= {d} * ({k} - 1) + 1 = {span} on every axis"
+                    + (" (or, with ceil_mode, an output size of at least 1)" if ceil_mode else ""))
             out.append(o)
         geo = _GEOMETRIES[key] = cls.of(size, kernel, stride, dilation, lo, out)
         return geo

@@ -395,6 +395,26 @@ def _target_weights(xp, kept, y, w, dtype):
     return (wy if kf is None else wy * kf), kf
 
 
+def _safe_denominator(xp, denom):
+    """``(safe, nothing)``: the mean's denominator with 0 replaced by 1, and where it was 0
+    (None when that cannot happen).  A mean over nothing (all targets ignored, all weights 0)
+    is NaN, as PyTorch, but its gradient is exactly 0: the value is chosen by ``where``,
+    never computed as 0/0, so that no NaN reaches the gradient."""
+    if not hasattr(denom, "shape"):  # a count of targets: 0 only for an empty input, with no gradient to spoil
+        return denom, None
+    nothing = denom == 0
+    return xp.where(nothing, xp.ones_like(denom), denom), nothing
+
+
+def _mean_over(total, denom):
+    """``total / denom`` (a differentiable total), NaN when ``denom`` is 0, with a zero gradient then."""
+    xp = B.namespace_of(_raw(total))
+    safe, nothing = _safe_denominator(xp, denom)
+    if nothing is None:
+        return total / safe if safe else total * math.nan
+    return total / safe + xp.where(nothing, xp.full_like(safe, math.nan), xp.zeros_like(safe))
+
+
 def _count(wy, y):
     """The mean's denominator: the summed target weights (the number of targets when all are 1)."""
     return math.prod(y.shape) if wy is None else B.namespace_of(wy).sum(wy)
@@ -427,13 +447,21 @@ class _SoftmaxCrossEntropy(Function):
         if self.reduction == "none":
             return loss
         total = xp.sum(loss)
-        return total if self.reduction == "sum" else total / self.denom
+        if self.reduction == "sum":
+            return total
+        self.safe, nothing = _safe_denominator(xp, self.denom)
+        if nothing is None:
+            return total / self.safe if self.safe else total * math.nan
+        return xp.where(nothing, xp.full_like(total, math.nan), total / self.safe)
 
     def _upstream(self, g):
-        """``g`` with the class axis back (as size 1), divided by the mean's denominator."""
+        """``g`` with the class axis back (as size 1), divided by the mean's denominator (a
+        denominator of 0, every target ignored, divides by 1: the gradient is exactly 0, as PyTorch)."""
         if self.reduction == "none":
             return F.unsqueeze(g, self.axis)
-        return g / self.denom if self.reduction == "mean" else g
+        if self.reduction != "mean" or not (hasattr(self.safe, "shape") or self.safe):  # no bool() of an array:
+            return g                                                                   # that would sync a GPU
+        return g / self.safe
 
     def _softmax(self, x):
         """softmax(x), differentiable, from the forward pass's exponentials."""
@@ -579,7 +607,7 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     q = xp.astype(hit, xr.dtype) if wy is None else xp.where(hit, xp.expand_dims(wy, axis=axis), 0.0)  # w_y at y
     loss = -F.sum(input * q, axis)
     if reduction == "mean":
-        return F.sum(loss) / _count(wy, y)
+        return _mean_over(F.sum(loss), _count(wy, y))
     return _reduce(loss, reduction)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ... import backend as B
-from ...autograd.functions import add, mean, mul, reshape, sqrt, sum_to
+from ...autograd.functions import _is_half, add, astype, mean, mul, reshape, sqrt, sum_to
 from ...autograd.tensor import Function, Tensor, _raw, no_grad
 
 __all__ = ["batch_norm", "layer_norm", "group_norm"]
@@ -29,9 +29,15 @@ class Normalize(Function):
         self.axes, self.eps, self.pshape = tuple(axes), eps, tuple(pshape)
 
     def forward(self, xp, x, w=None, b=None):
-        self.mean = xp.mean(x, axis=self.axes, keepdims=True)
+        if math.prod(x.shape[a] for a in self.axes) == 0:  # an empty batch: statistics 0 and 1, output empty
+            shape = tuple(1 if i in self.axes else n for i, n in enumerate(x.shape))
+            self.mean = xp.zeros(shape, dtype=x.dtype, device=B.array_api_compat.device(x))
+            self.var = xp.ones_like(self.mean)
+        else:
+            self.mean = xp.mean(x, axis=self.axes, keepdims=True)
+            d = x - self.mean
+            self.var = xp.mean(d * d, axis=self.axes, keepdims=True)
         d = x - self.mean
-        self.var = xp.mean(d * d, axis=self.axes, keepdims=True)
         self.invstd = 1.0 / xp.sqrt(self.var + self.eps)
         self.xhat = d * self.invstd
         y = self.xhat
@@ -60,6 +66,11 @@ class Normalize(Function):
 
 
 def _apply(fn, x, w, b):
+    """``fn(x, w, b)``; a float16/bfloat16 input is normalized in float32 (statistics and all, as
+    PyTorch) and the result cast back."""
+    if _is_half(x):
+        f32 = [None if v is None else astype(v, "float32") for v in (x, w, b)]
+        return astype(_apply(fn, *f32), _raw(x).dtype)
     if w is None and b is None:
         return fn(x)
     if b is None:
@@ -101,23 +112,25 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
         if bias is not None:
             shift = add(shift, bias)
         return add(mul(input, reshape(scale, pshape)), reshape(shift, pshape))
-    count = math.prod(shape) // C
-    if count <= 1:
+    count = math.prod(shape) // C if C else 0
+    if count == 1:
         raise ValueError(f"{name}: expected more than 1 value per channel when training, got input of shape {shape}")
     fn = Normalize(axes, eps, pshape)
     y = _apply(fn, input, weight, bias)
-    if running_mean is not None or running_var is not None:
+    if count and (running_mean is not None or running_var is not None):  # an empty batch changes nothing
         for what, r in (("running_mean", running_mean), ("running_var", running_var)):
             if r is not None and not isinstance(r, Tensor):
                 raise TypeError(f"{name}: {what} must be a tensor (updated in place when training), "
                                 f"got {type(r).__name__}")
         with no_grad():
             m = _raw(momentum) if hasattr(_raw(momentum), "shape") else momentum
+            xp = B.namespace_of(fn.mean)
             if running_mean is not None:
-                running_mean.data = (1 - m) * running_mean.data + m * B.namespace_of(fn.mean).reshape(fn.mean, (C,))
+                new = (1 - m) * running_mean.data + m * xp.reshape(fn.mean, (C,))
+                running_mean.data = xp.astype(new, running_mean.data.dtype)
             if running_var is not None:
-                var = B.namespace_of(fn.var).reshape(fn.var, (C,)) * (count / (count - 1))
-                running_var.data = (1 - m) * running_var.data + m * var
+                var = xp.reshape(fn.var, (C,)) * (count / (count - 1))
+                running_var.data = xp.astype((1 - m) * running_var.data + m * var, running_var.data.dtype)
     return y
 
 
@@ -144,8 +157,8 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
     C = shape[1]
     _check_param(name, "weight", weight, (C,))
     _check_param(name, "bias", bias, (C,))
-    x = reshape(input, (shape[0], num_groups, -1))
-    y = reshape(Normalize((2,), eps, ())(x), shape)
+    x = reshape(input, (shape[0], num_groups, math.prod(shape[1:]) // num_groups))
+    y = reshape(_apply(Normalize((2,), eps, ()), x, None, None), shape)
     pshape = (1, C) + (1,) * (len(shape) - 2)
     if weight is not None:
         y = y * reshape(weight, pshape)
