@@ -97,7 +97,7 @@ def test_take_and_list_index_wrap_negative(bk):
 @pytest.mark.parametrize("call, index", [
     (lambda x: xn.take(x, [0, -4]), "-4"),
     (lambda x: xn.take_along_axis(x, [[0, 1], [-3, 0], [0, 0]], axis=1), "-3"),
-    (lambda x: xn.gather(x, [[0, 1], [-1, 0], [0, 0]], axis=1), "-1"),
+    (lambda x: xn.gather(x, 1, [[0, 1], [-1, 0], [0, 0]]), "-1"),
     (lambda x: x[[3]], "3"),
     (lambda x: x[:, [0, 2]], "2"),
     (lambda x: xn.nn.functional.embedding(xn.tensor([[0, -1]]), x), "-1"),
@@ -274,7 +274,7 @@ ZERO_D = {
     "var": (lambda m, F, x: m.var(x, 0, correction=0), lambda T, TF, x: x.var(0, correction=0)),
     "squeeze": (lambda m, F, x: m.squeeze(x, 0), lambda T, TF, x: x.squeeze(0)),
     "transpose": (lambda m, F, x: m.transpose(x, 0, -1), lambda T, TF, x: x.transpose(0, -1)),
-    "gather": (lambda m, F, x: m.gather(x, m.tensor(0), 0), lambda T, TF, x: T.gather(x, 0, T.tensor(0))),
+    "gather": (lambda m, F, x: m.gather(x, 0, m.tensor(0)), lambda T, TF, x: T.gather(x, 0, T.tensor(0))),
     "softmax": (lambda m, F, x: F.softmax(x, 0), lambda T, TF, x: TF.softmax(x, 0)),
     "log_softmax": (lambda m, F, x: F.log_softmax(x, -1), lambda T, TF, x: TF.log_softmax(x, -1)),
 }
@@ -589,4 +589,4 @@ def test_sweep_forms_on_every_backend(bk):
     assert to_np(h).tolist() == [0.5, 0.5]
     p = xn.nn.functional.avg_pool2d(xn.tensor(np.ones((1, 1, 3, 3))), 3, padding=(1,), stride=(2,))
     assert p.shape == (1, 1, 2, 2)  # a 1-tuple stands for both axes
-    assert xn.gather(x, xn.tensor(np.zeros((5, 0), dtype=np.int64)), 1).shape == (5, 0)
+    assert xn.gather(x, 1, xn.tensor(np.zeros((5, 0), dtype=np.int64))).shape == (5, 0)

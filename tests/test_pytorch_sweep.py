@@ -193,7 +193,7 @@ OPS = {
     "unsqueeze": xn.unsqueeze, "squeeze": _squeeze, "squeeze.multiple": _squeeze, "expand": _expand,
     "broadcast_to": xn.broadcast_to, "cat": _cat, "stack": _stack,
     "__getitem__": lambda x, key: x[key], "take": _take, "take_along_dim": _take_along_dim,
-    "gather": lambda x, dim, index, sparse_grad=False: xn.gather(x, index, dim),
+    "gather": lambda x, dim, index, sparse_grad=False: xn.gather(x, dim, index),
     "index_select": lambda x, dim, index: xn.take(x, index, dim),
     "softmax": _softmax(F.softmax), "softmax.with_dtype": _softmax(F.softmax),
     "log_softmax": _softmax(F.log_softmax), "log_softmax.with_dtype": _softmax(F.log_softmax),
