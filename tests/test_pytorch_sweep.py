@@ -148,20 +148,6 @@ def _clamp(x, min=None, max=None):
     return xn.clip(x, min, max)
 
 
-def _div(x, y, rounding_mode=None):
-    if rounding_mode is not None:
-        raise Unsupported("rounding_mode (issue 12)")
-    return x / y
-
-
-def _binary(op):
-    def call(x, y, alpha=None):
-        if alpha is not None:
-            raise Unsupported("alpha= (issue 12)")
-        return op(x, y)
-    return call
-
-
 def _flatten(x, start_dim=0, end_dim=-1):
     return xn.flatten(x, start_dim, end_dim)
 
@@ -179,7 +165,8 @@ OPS = {
     "abs": xn.abs, "exp": xn.exp, "log": xn.log, "log1p": xn.log1p, "expm1": xn.expm1, "sqrt": xn.sqrt,
     "sin": xn.sin, "cos": xn.cos, "neg": xn.neg, "square": xn.square, "tanh": xn.tanh, "sigmoid": xn.sigmoid,
     "erf": F.activation.erf,
-    "add": _binary(xn.add), "sub": _binary(xn.sub), "mul": xn.mul, "div.no_rounding_mode": _div, "pow": xn.pow,
+    "add": xn.add, "sub": xn.sub, "mul": xn.mul, "div.no_rounding_mode": xn.div,
+    "div.trunc_rounding": xn.div, "div.floor_rounding": xn.div, "pow": xn.pow,
     "maximum": xn.maximum, "minimum": xn.minimum, "max.binary": xn.maximum, "min.binary": xn.minimum,
     "clamp": _clamp, "where": _where,
     "matmul": xn.matmul, "mm": xn.matmul, "bmm": xn.matmul, "mv": xn.matmul,
@@ -235,12 +222,9 @@ OPS = {
 # run_sample reports: "unsupported: ...", "error: <type>: ...", "value...", "gradient") starts with
 # one of its op's prefixes is a documented difference, not a failure.  Mirrored in
 # docs/pytorch-differences.md, "Numerical edge cases (sweep)".
-_ALPHA = "add/sub(alpha=) is PyTorch's signature, added by issue 12"
 _EMPTY_DIMS = ("dim=() reduces every axis in PyTorch (a legacy rule); xpnet follows the Array API, where "
                "axis=() is a tuple of no axes: pass axis=None to reduce them all")
 KNOWN = {
-    "add": {"unsupported: alpha=": _ALPHA},
-    "sub": {"unsupported: alpha=": _ALPHA},
     "sum": {"unsupported: dim=()": _EMPTY_DIMS},
     "mean": {"unsupported: dim=()": _EMPTY_DIMS},
     "amax": {"unsupported: dim=()": _EMPTY_DIMS},
@@ -410,13 +394,7 @@ def module_sweep():
 
 
 MODULES_LEFT_OUT = {}  # name -> why the module sweep does not run it
-_ISSUE_12 = "PyTorch's signature, added by issue 12 (bias= on BatchNorm/GroupNorm; forward(input=...))"
-KNOWN_MODULES = {  # as KNOWN, for module_db
-    "BatchNorm1d": {"unsupported: constructor TypeError": _ISSUE_12},
-    "BatchNorm2d": {"unsupported: constructor TypeError": _ISSUE_12},
-    "GroupNorm": {"unsupported: constructor TypeError": _ISSUE_12},
-    "Linear": {"error: TypeError: Linear.forward() got an unexpected keyword argument 'input'": _ISSUE_12},
-}
+KNOWN_MODULES = {}  # as KNOWN, for module_db: every sample of every module passes
 
 
 def _op_name(op):

@@ -234,28 +234,39 @@ def mul(a, b): return Mul()(a, b)
 def neg(x): return Neg()(x)
 
 
+class RoundedDiv(Function):
+    """``a / b`` rounded toward zero (``"trunc"``) or down (``"floor"``; integers stay integers,
+    as ``floor_divide``).  Piecewise constant: the gradient is zero, as PyTorch's."""
+
+    def __init__(self, mode):
+        self.mode = mode
+
+    def forward(self, xp, a, b):
+        like = a if hasattr(a, "shape") else b
+        a, b = _as_operand(xp, a, like), _as_operand(xp, b, like)
+        if xp.isdtype(like.dtype, "integral"):
+            q = xp.floor_divide(a, b)
+            if self.mode == "trunc":  # floor_divide rounds down: step up where the signs differ and a remainder is left
+                q = q + xp.astype(((a < 0) != (b < 0)) & (q * b != a), q.dtype)
+            return q
+        q = a / b
+        return xp.floor(q) if self.mode == "floor" else xp.trunc(q)
+
+    def backward(self, g, y, a, b):
+        return (_reduce_grad(g * 0.0, _shape(a)) if self.needs[0] else None,
+                _reduce_grad(g * 0.0, _shape(b)) if self.needs[1] else None)
+
+
 def div(input, other, *, rounding_mode=None):
     """``input / other``; PyTorch's ``rounding_mode``: None (true division), ``"trunc"``
     (rounded toward zero) or ``"floor"`` (rounded down; integers stay integers, as
-    ``floor_divide``).  A rounded quotient is not differentiable (PyTorch's gradient is zero):
-    the result is a leaf.  Raises ValueError for another mode."""
+    ``floor_divide``).  A rounded quotient has a zero gradient, as in PyTorch.  Raises
+    ValueError for another mode."""
     if rounding_mode is None:
         return Div()(input, other)
     if rounding_mode not in ("trunc", "floor"):
         raise ValueError(f"div: rounding_mode must be None, 'trunc' or 'floor', got {rounding_mode!r}")
-    xp = _xp(input, other)
-    a, b = _raw(input), _raw(other)
-    like = a if hasattr(a, "shape") else b
-    a, b = _as_operand(xp, a, like), _as_operand(xp, b, like)
-    if xp.isdtype(like.dtype, "integral"):
-        q = xp.floor_divide(a, b)
-        if rounding_mode == "trunc":  # floor_divide rounds down: step up where the signs differ and a remainder is left
-            q = q + xp.astype(((a < 0) != (b < 0)) & (q * b != a), q.dtype)
-    else:
-        q = a / b
-        q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
-    out = Tensor(q)
-    return out if isinstance(input, Tensor) or isinstance(other, Tensor) else q
+    return RoundedDiv(rounding_mode)(input, other)
 
 
 def pow(a, b):
