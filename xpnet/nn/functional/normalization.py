@@ -28,15 +28,19 @@ class Normalize(Function):
     def __init__(self, axes, eps: float, pshape):
         self.axes, self.eps, self.pshape = tuple(axes), eps, tuple(pshape)
 
-    def forward(self, xp, x, w=None, b=None):
+    def moments(self, xp, x):
+        """``(mean, biased var)`` of ``x`` over ``self.axes``, kept as size-1 axes (SyncBatchNorm
+        overrides it to take them over every process)."""
         if math.prod(x.shape[a] for a in self.axes) == 0:  # an empty batch: statistics 0 and 1, output empty
             shape = tuple(1 if i in self.axes else n for i, n in enumerate(x.shape))
-            self.mean = xp.zeros(shape, dtype=x.dtype, device=B.array_api_compat.device(x))
-            self.var = xp.ones_like(self.mean)
-        else:
-            self.mean = xp.mean(x, axis=self.axes, keepdims=True)
-            d = x - self.mean
-            self.var = xp.mean(d * d, axis=self.axes, keepdims=True)
+            m = xp.zeros(shape, dtype=x.dtype, device=B.array_api_compat.device(x))
+            return m, xp.ones_like(m)
+        m = xp.mean(x, axis=self.axes, keepdims=True)
+        d = x - m
+        return m, xp.mean(d * d, axis=self.axes, keepdims=True)
+
+    def forward(self, xp, x, w=None, b=None):
+        self.mean, self.var = self.moments(xp, x)
         d = x - self.mean
         self.invstd = 1.0 / xp.sqrt(self.var + self.eps)
         self.xhat = d * self.invstd
