@@ -308,6 +308,9 @@ def _positives():
     try:
         from jax.errors import JaxRuntimeError
         out["jax"] = JaxRuntimeError("RESOURCE_EXHAUSTED: Out of memory while trying to allocate 8 bytes.")
+        # what a failed allocation while dispatching gave once in a full run on the CPU
+        out["jax INTERNAL while dispatching"] = JaxRuntimeError(
+            "INTERNAL: Error dispatching computation: Out of memory allocating 1152921504606846976 bytes.")
     except ImportError:
         pass
     return out

@@ -27,7 +27,7 @@ def test_progress_draws_a_tqdm_bar_on_a_terminal(monkeypatch, capsys):
     assert p.bar is None
     captured = capsys.readouterr()
     assert "Epoch 1/2" in captured.err and "4/4" in captured.err
-    assert "loss: 0.25 - accuracy: 0.875" in captured.err
+    assert "loss: 0.25 - accuracy: 0.875" in captured.out, "the whole end-of-epoch line follows the bar"
     assert "Epoch 1/2 -" not in captured.out, "the bar replaces the plain line"
 
 

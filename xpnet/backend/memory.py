@@ -17,7 +17,7 @@ def is_out_of_memory(exc: BaseException) -> bool:
     """Whether ``exc``, or an error it was raised from (``raise ... from``), is an array library's
     out-of-memory error: any MemoryError (NumPy's, CuPy's ``cupy.cuda.memory.OutOfMemoryError``,
     xpnet's), ``torch.OutOfMemoryError``, JAX's ``JaxRuntimeError``/``XlaRuntimeError`` whose
-    message starts with ``RESOURCE_EXHAUSTED``, or a RuntimeError for a failed allocation (torch's
+    message starts with ``RESOURCE_EXHAUSTED`` (or says ``Out of memory allocating``), or a RuntimeError for a failed allocation (torch's
     CPU allocator, CUDA, cuBLAS/cuDNN ``*_STATUS_ALLOC_FAILED``).  Imports no library."""
     seen = set()
     while exc is not None and id(exc) not in seen:
@@ -38,5 +38,6 @@ def _is_out_of_memory(exc: BaseException) -> bool:
         return False
     message = str(exc)
     if type(exc).__module__.split(".")[0] in ("jax", "jaxlib"):
-        return message.startswith("RESOURCE_EXHAUSTED")
+        # RESOURCE_EXHAUSTED, or (a failure while dispatching, seen on the CPU) INTERNAL: ... Out of memory allocating
+        return message.startswith("RESOURCE_EXHAUSTED") or "out of memory allocating" in message.lower()
     return any(m in message.lower() for m in _OOM_MESSAGES)
