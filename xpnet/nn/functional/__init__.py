@@ -1,6 +1,6 @@
 """``xpnet.nn.functional``: stateless differentiable operations of the layers and losses."""
 
-from ...autograd.functions import relu, leaky_relu, sigmoid, tanh, pad  # noqa: F401
+from ...autograd.functions import relu, leaky_relu, sigmoid, tanh  # noqa: F401
 from .activation import *  # noqa: F401,F403
 from .attention import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
@@ -8,5 +8,6 @@ from .dropout import *  # noqa: F401,F403
 from .embedding import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
+from .padding import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
