@@ -73,8 +73,18 @@ def _leaves(args, acc):
     return acc
 
 
-def check_module_db(name, max_samples=None, rtol=1e-7, atol=1e-9, trainings=None, skip=()):
+def _prepared(prep, torch, fargs, xargs):
+    """``prep`` applied to the first forward argument on both sides (see check_module_db)."""
+    if prep is None:
+        return fargs, xargs
+    return ((prep(torch.nn.functional, fargs[0]), *fargs[1:]), (prep(F, xargs[0]), *xargs[1:]))
+
+
+def check_module_db(name, max_samples=None, rtol=1e-7, atol=1e-9, trainings=None, skip=(), prep=None):
     """Compare ``xpnet.nn.<name>`` with ``torch.nn.<name>`` on PyTorch's samples (float64).
+
+    ``prep(functional, x)``, when given, is applied to the first input on both sides before the
+    module (e.g. a log_softmax), so that gradients are compared with respect to its input.
 
     ``skip``: sample descriptions left out (each with a reason in the caller).  Returns the number
     of samples compared, so that a test can assert that some were."""
@@ -96,11 +106,12 @@ def check_module_db(name, max_samples=None, rtol=1e-7, atol=1e-9, trainings=None
             xm.train(training)
             fargs, fkw = s.forward_input.args, s.forward_input.kwargs
             xargs, xkw = to_xpnet(fargs, grad=True), to_xpnet(fkw, grad=True)
-            ty = tm(*fargs, **fkw)  # first: a lazy module makes its parameters here
+            pf, px = _prepared(prep, torch, fargs, xargs)
+            ty = tm(*pf, **fkw)  # first: a lazy module makes its parameters here
             if len(tm.state_dict()):
-                xm(*xargs, **xkw)  # the same for xpnet (lazy shapes), then PyTorch's values
+                xm(*px, **xkw)  # the same for xpnet (lazy shapes), then PyTorch's values
                 xm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
-            y = xm(*xargs, **xkw)
+            y = xm(*px, **xkw)
             touts, xouts = _flat(ty), _flat(y)
             assert len(touts) == len(xouts), f"{name} [{s.desc}]: {len(xouts)} outputs, PyTorch has {len(touts)}"
             rng = np.random.default_rng(0)
@@ -158,19 +169,21 @@ def op_samples(name, variant="", dtype="float64"):
     return torch, op, list(op.sample_inputs("cpu", dt, requires_grad=dt.is_floating_point))
 
 
-def check_op_db(name, fn, variant="", max_samples=None, rtol=1e-7, atol=1e-9, skip=None, dtype="float64"):
+def check_op_db(name, fn, variant="", max_samples=None, rtol=1e-7, atol=1e-9, skip=None, dtype="float64",
+                prep=None):
     """Compare ``fn`` (xpnet's form of ``torch.<name>``) with PyTorch on every ``op_db`` sample:
     the output and the gradient of every floating input (samples made in ``dtype``: an integer
-    one for integer operations).  ``skip(sample)`` true leaves a sample
+    one for integer operations).  ``prep`` as in :func:`check_module_db`.  ``skip(sample)`` true leaves a sample
     out.  Returns the number compared."""
     torch, op, samples = op_samples(name, variant, dtype)
     count = 0
     samples = [s for s in samples if not (skip is not None and skip(s)) and not _empty([s.input, *s.args], torch)]
     for s in samples[:max_samples]:
         targs = [s.input, *s.args]
-        ty = op.op(*targs, **s.kwargs)
         xargs, xkw = to_xpnet(targs, grad=True), to_xpnet(s.kwargs, grad=True)
-        y = fn(*xargs, **xkw)
+        pt, px = _prepared(prep, torch, targs, xargs)
+        ty = op.op(*pt, **s.kwargs)
+        y = fn(*px, **xkw)
         desc = f"{name} {variant} sample {count} (input {tuple(s.input.shape)}, args {s.args!r:.80}, {s.kwargs!r:.80})"
         touts, xouts = _flat(ty), _flat(y)
         assert len(touts) == len(xouts), desc
