@@ -48,8 +48,16 @@ def to_xpnet(v, grad=False):
         return type(v)(to_xpnet(a, grad) for a in v)
     if isinstance(v, dict):
         return {k: to_xpnet(a, grad) for k, a in v.items()}
-    if callable(v) and getattr(v, "__module__", "").startswith("torch.nn.functional"):
+    if callable(v) and getattr(torch.nn.functional, getattr(v, "__name__", ""), None) is v:
         return getattr(F, v.__name__)
+    if isinstance(v, (torch.nn.TransformerEncoderLayer, torch.nn.TransformerDecoderLayer)):
+        act = v.activation  # a function of torch.nn.functional, or a module
+        act = getattr(F, act.__name__) if not isinstance(act, torch.nn.Module) else to_xpnet(act)
+        return getattr(nn, type(v).__name__)(
+            v.self_attn.embed_dim, v.self_attn.num_heads, v.linear1.out_features, v.dropout.p, act,
+            v.norm1.eps, v.self_attn.batch_first, v.norm_first, v.linear1.bias is not None)
+    if isinstance(v, torch.nn.LayerNorm):
+        return nn.LayerNorm(v.normalized_shape, v.eps, v.elementwise_affine, bias=v.bias is not None)
     if isinstance(v, torch.nn.Module):
         return getattr(nn, type(v).__name__)()
     return v
@@ -155,7 +163,7 @@ def _empty(args, torch):
 _OPS = {}
 
 
-def op_samples(name, variant="", dtype="float64"):
+def op_samples(name, variant="", dtype="float64", grad_samples=True):
     """PyTorch's ``op_db`` samples (float64, requiring gradients) of ``torch.<name>``."""
     torch = pytest.importorskip("torch")
     pytest.importorskip("expecttest")
@@ -166,16 +174,24 @@ def op_samples(name, variant="", dtype="float64"):
         pytest.skip(f"PyTorch has no op_db samples for {name} {variant}")
     op = _OPS[(name, variant)]
     dt = getattr(torch, dtype)
-    return torch, op, list(op.sample_inputs("cpu", dt, requires_grad=dt.is_floating_point))
+    samples = list(op.sample_inputs("cpu", dt, requires_grad=grad_samples and dt.is_floating_point))
+    if not grad_samples and dt.is_floating_point:  # the fuller set made for forward tests, made to need gradients
+        for s in samples:
+            for a in _leaves([s.input, s.args, s.kwargs], []):
+                if isinstance(a, torch.Tensor) and a.dtype.is_floating_point:
+                    a.requires_grad_(True)
+    return torch, op, samples
 
 
 def check_op_db(name, fn, variant="", max_samples=None, rtol=1e-7, atol=1e-9, skip=None, dtype="float64",
-                prep=None):
+                prep=None, grad_samples=True):
     """Compare ``fn`` (xpnet's form of ``torch.<name>``) with PyTorch on every ``op_db`` sample:
     the output and the gradient of every floating input (samples made in ``dtype``: an integer
-    one for integer operations).  ``prep`` as in :func:`check_module_db`.  ``skip(sample)`` true leaves a sample
+    one for integer operations).  ``prep`` as in :func:`check_module_db`.  ``grad_samples=False``
+    takes the samples PyTorch makes for forward tests (some ops have more there) and makes
+    their floating tensors require gradients.  ``skip(sample)`` true leaves a sample
     out.  Returns the number compared."""
-    torch, op, samples = op_samples(name, variant, dtype)
+    torch, op, samples = op_samples(name, variant, dtype, grad_samples)
     count = 0
     samples = [s for s in samples if not (skip is not None and skip(s)) and not _empty([s.input, *s.args], torch)]
     for s in samples[:max_samples]:
