@@ -1,4 +1,4 @@
-"""Convolution layers: Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d (PyTorch's names and layouts)."""
+"""Convolution layers: Conv1d/2d/3d, ConvTranspose1d/2d/3d (PyTorch's names and layouts), one N-d code."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from .functional.padding import pad
 from .linear import new_parameter
 from .module import Module
 
-__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 
 class _ConvNd(Module):
@@ -124,3 +124,15 @@ class ConvTranspose2d(_ConvTranspose):
     """Transposed 2-D convolution; ``weight`` (in_channels, out_channels/groups, kH, kW)."""
 
     nd = 2
+
+
+class Conv3d(_Conv):
+    """3-D convolution over (N, C_in, D, H, W); ``weight`` (out_channels, in_channels/groups, kD, kH, kW)."""
+
+    nd = 3
+
+
+class ConvTranspose3d(_ConvTranspose):
+    """Transposed 3-D convolution; ``weight`` (in_channels, out_channels/groups, kD, kH, kW)."""
+
+    nd = 3

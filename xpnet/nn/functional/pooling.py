@@ -1,4 +1,5 @@
-"""Pooling: ``max_pool1d/2d``, ``avg_pool1d/2d``, ``adaptive_avg_pool1d/2d``, as PyTorch.
+"""Pooling: ``max_pool1d/2d/3d``, ``avg_pool1d/2d/3d``, ``adaptive_avg_pool1d/2d/3d``,
+``adaptive_max_pool1d/2d/3d``, ``lp_pool1d/2d/3d``, as PyTorch (one N-d code for each kind).
 
 Max and average pooling use the im2col patches of :mod:`.conv` (windows
 stacked on a new axis 2); the max-pooling gradient goes to the first maximum
@@ -12,12 +13,13 @@ import functools
 import math
 
 from ... import backend as B
-from ...autograd.functions import matmul, reshape, sum, unsqueeze
+from ...autograd.functions import concat, getitem, matmul, max as amax, permute, reshape, sum, unsqueeze
 from ...autograd.tensor import Function, Tensor, _raw
 from .conv import Fold, Geometry, Unfold, _batched, _ntuple, _unfold
 
-__all__ = ["max_pool1d", "max_pool2d", "avg_pool1d", "avg_pool2d",
-           "adaptive_avg_pool1d", "adaptive_avg_pool2d"]
+__all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
+           "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
+           "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d"]
 
 
 def _geometry(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name):
@@ -90,6 +92,12 @@ def max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
                return_indices: bool = False):
     """Max over sliding windows of (N, C, H, W); ``stride`` defaults to ``kernel_size``."""
     return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 2, "max_pool2d")
+
+
+def max_pool3d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """Max over sliding windows of (N, C, D, H, W); ``stride`` defaults to ``kernel_size``."""
+    return _max_pool(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices, 3, "max_pool3d")
 
 
 def _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, nd, name):
@@ -165,15 +173,22 @@ def _adaptive_avg(input, output_size, nd, name):
     if any(not isinstance(o, int) or o < 1 for o in outs):
         raise ValueError(f"{name}: output_size must hold positive ints (or None), got {output_size!r}")
     y = x
-    if nd == 1:
-        if outs[0] != sizes[0]:
-            y = matmul(y, _averaging(sizes[0], outs[0], x, True))
-    else:
-        if outs[1] != sizes[1]:
-            y = matmul(y, _averaging(sizes[1], outs[1], x, True))
-        if outs[0] != sizes[0]:
-            y = matmul(_averaging(sizes[0], outs[0], x), y)
+    for d in range(nd):  # separable: one small averaging matrix per spatial axis
+        if outs[d] != sizes[d]:
+            y = _along(y, 2 + d, lambda t: matmul(t, _averaging(sizes[d], outs[d], x, True)))
     return reshape(y, tuple(y.shape[1:])) if unbatched else y
+
+
+def _along(y, axis, fn):
+    """``fn`` applied with ``axis`` moved last, then moved back."""
+    n = len(y.shape)
+    if axis == n - 1:
+        return fn(y)
+    order = tuple(i for i in range(n) if i != axis) + (axis,)
+    back = [0] * n
+    for i, a in enumerate(order):
+        back[a] = i
+    return permute(fn(permute(y, order)), tuple(back))
 
 
 def adaptive_avg_pool1d(input, output_size):
@@ -184,3 +199,76 @@ def adaptive_avg_pool1d(input, output_size):
 def adaptive_avg_pool2d(input, output_size):
     """Average pooling of (N, C, H, W) to ``output_size`` (an int, or (H, W) with None for "keep")."""
     return _adaptive_avg(input, output_size, 2, "adaptive_avg_pool2d")
+
+
+def avg_pool3d(input, kernel_size, stride=None, padding=0, ceil_mode: bool = False, count_include_pad: bool = True,
+               divisor_override=None):
+    """Mean over sliding windows of (N, C, D, H, W); ``stride`` defaults to ``kernel_size``."""
+    return _avg_pool(input, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override, 3,
+                     "avg_pool3d")
+
+
+def adaptive_avg_pool3d(input, output_size):
+    """Average pooling of (N, C, D, H, W) to ``output_size`` (an int or (D, H, W), None keeps a size)."""
+    return _adaptive_avg(input, output_size, 3, "adaptive_avg_pool3d")
+
+
+def _adaptive_max(input, output_size, return_indices, nd, name):
+    """The max over PyTorch's adaptive windows floor(i n / o) .. ceil((i + 1) n / o) - 1, one axis at a
+    time (a box's max is the max of its axes' maxima); the gradient goes to the maximum."""
+    if return_indices:
+        raise NotImplementedError(f"{name}: return_indices=True is not supported")
+    x, unbatched = _batched(input, nd, name)
+    sizes = tuple(x.shape[2:])
+    outs = (output_size,) * nd if not isinstance(output_size, (tuple, list)) else tuple(output_size)
+    if len(outs) != nd:
+        raise ValueError(f"{name}: output_size must be an int or a tuple of {nd}, got {output_size!r}")
+    outs = tuple(n if o is None else o for o, n in zip(outs, sizes))
+    if any(not isinstance(o, int) or o < 1 for o in outs):
+        raise ValueError(f"{name}: output_size must hold positive ints (or None), got {output_size!r}")
+    y = x
+    for d in range(nd):
+        n, o = sizes[d], outs[d]
+        before = (slice(None),) * (2 + d)
+        parts = [amax(getitem(y, before + (slice((i * n) // o, -(-((i + 1) * n) // o)), ...)), 2 + d, keepdims=True)
+                 for i in range(o)]
+        y = parts[0] if o == 1 else concat(parts, 2 + d)
+    return reshape(y, tuple(y.shape[1:])) if unbatched else y
+
+
+def adaptive_max_pool1d(input, output_size, return_indices: bool = False):
+    """Max pooling of (N, C, L) to ``output_size`` places."""
+    return _adaptive_max(input, output_size, return_indices, 1, "adaptive_max_pool1d")
+
+
+def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
+    """Max pooling of (N, C, H, W) to ``output_size``."""
+    return _adaptive_max(input, output_size, return_indices, 2, "adaptive_max_pool2d")
+
+
+def adaptive_max_pool3d(input, output_size, return_indices: bool = False):
+    """Max pooling of (N, C, D, H, W) to ``output_size``."""
+    return _adaptive_max(input, output_size, return_indices, 3, "adaptive_max_pool3d")
+
+
+def _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, nd, name):
+    """(sum over the window of x^p)^(1/p): average pooling of x^p times the window size, to the
+    power 1/p, as PyTorch (a negative window sum with a fractional power gives NaN there too)."""
+    k = _ntuple(kernel_size, nd, "kernel_size", name)
+    s = _avg_pool(input ** float(norm_type), k, stride, 0, ceil_mode, True, None, nd, name) * float(math.prod(k))
+    return s ** (1.0 / norm_type)
+
+
+def lp_pool1d(input, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False):
+    """Power-average pooling of (N, C, L): (sum x^p)^(1/p) over each window."""
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 1, "lp_pool1d")
+
+
+def lp_pool2d(input, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False):
+    """Power-average pooling of (N, C, H, W)."""
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 2, "lp_pool2d")
+
+
+def lp_pool3d(input, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False):
+    """Power-average pooling of (N, C, D, H, W)."""
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 3, "lp_pool3d")
