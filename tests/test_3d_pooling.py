@@ -12,25 +12,26 @@ from torch_samples import check_module_db, check_op_db
 
 RNG = np.random.default_rng(4)
 MODULES = ["Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
-           "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d", "LPPool3d"]
+           "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool1d", "MaxUnpool2d",
+           "MaxUnpool3d"]
 
 
 @pytest.mark.parametrize("name", MODULES)
 def test_module_db(bk, name):
     if bk.name == "jax" and name not in ("AdaptiveMaxPool2d", "LPPool2d"):
         pytest.skip("jax: two modules (each shape compiles); test_gradcheck covers the rest")
-    n = 1 if bk.name == "jax" else (3 if bk.name == "array_api_strict" else None)
+    n = 1 if bk.name in ("jax", "array_api_strict") else None  # op by op, 3-D samples are slow there
     assert check_module_db(name, max_samples=n, rtol=1e-6, atol=1e-9) > 0
 
 
 OPS = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-       "adaptive_max_pool2d", "adaptive_max_pool3d"]
+       "adaptive_max_pool2d", "adaptive_max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d"]
 
 
 @pytest.mark.parametrize("name", OPS)
 def test_op_db(bk, name):
-    if bk.name not in ("numpy", "torch"):
-        pytest.skip("numpy and torch only: the 3-D samples are large; the module samples run everywhere")
+    if bk.name != "numpy":
+        pytest.skip("numpy only: the 3-D samples are large; the module samples run everywhere")
     # return_indices is not supported for the adaptive max pools
     n = check_op_db(f"nn.functional.{name}", getattr(F, name), rtol=1e-6, atol=1e-9,
                     skip=lambda s: s.kwargs.get("return_indices", False) or (len(s.args) > 1 and s.args[1] is True))
@@ -47,6 +48,12 @@ def test_gradcheck(bk):
     assert xn.gradcheck(lambda x: F.adaptive_avg_pool3d(x, (2, 2, 1)), x)
     assert xn.gradcheck(lambda x: F.adaptive_max_pool3d(x, (2, 2, 1)), x)
     assert xn.gradcheck(lambda x: F.lp_pool2d(x[0], 2.0, 2), x)
+    _, idx = F.max_pool2d(x[0], 2, return_indices=True)
+    assert xn.gradcheck(lambda v: F.max_unpool2d(v, idx, 2, output_size=(3, 2)), t_(RNG.standard_normal((2, 3, 1, 1))))
+
+
+def t_(a):
+    return xn.tensor(a, dtype="float64")
 
 
 def test_bad_input(bk):

@@ -19,7 +19,8 @@ from .conv import Fold, Geometry, Unfold, _batched, _ntuple, _unfold
 
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
-           "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d"]
+           "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d",
+           "max_unpool2d", "max_unpool3d"]
 
 
 def _geometry(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name):
@@ -272,3 +273,65 @@ def lp_pool2d(input, norm_type: float, kernel_size, stride=None, ceil_mode: bool
 def lp_pool3d(input, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False):
     """Power-average pooling of (N, C, D, H, W)."""
     return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 3, "lp_pool3d")
+
+
+class _Unpool(Function):
+    """``v`` written at flat positions ``idx`` of zeros(size) (PyTorch's max_unpool writes, so a
+    position named twice, by overlapping pooling windows, holds the value once: the sum is divided
+    by the count); the backward reads the gradient at each position."""
+
+    def __init__(self, idx, size):
+        self.idx, self.size = idx, size
+
+    def forward(self, xp, v):
+        total = B.scatter_add(v, self.idx, self.size)
+        count = B.scatter_add(xp.ones_like(v), self.idx, self.size)
+        return total / xp.where(count > 0, count, xp.ones_like(count))
+
+    def backward(self, g, y, v):
+        from ...autograd.functions import take
+        return take(g, self.idx, 0),
+
+
+def _max_unpool(input, indices, kernel_size, stride, padding, output_size, nd, name):
+    """The inverse of max pooling: each value written at its flat spatial index (``indices``
+    from ``max_pool*d(..., return_indices=True)``) in zeros of the unpooled size; gradients are
+    read back from the same places."""
+    x, unbatched = _batched(input, nd, name)
+    idx = _raw(indices)
+    xp = B.namespace_of(_raw(x))
+    if unbatched:
+        idx = xp.reshape(idx, (1,) + tuple(idx.shape))
+    if tuple(idx.shape) != tuple(x.shape) or not xp.isdtype(idx.dtype, "integral"):
+        raise ValueError(f"{name}: indices must be integers of the input's shape {tuple(x.shape)}, got "
+                         f"{B.dtype_name(idx.dtype)}{tuple(idx.shape)}")
+    k = _ntuple(kernel_size, nd, "kernel_size", name)
+    s = k if stride is None else _ntuple(stride, nd, "stride", name)
+    p = _ntuple(padding, nd, "padding", name)
+    if output_size is None:
+        out = tuple((n - 1) * st - 2 * pd + kk for n, st, pd, kk in zip(x.shape[2:], s, p, k))
+    else:
+        out = tuple(output_size)[-nd:]
+        if len(out) != nd:
+            raise ValueError(f"{name}: output_size must give {nd} spatial sizes, got {output_size!r}")
+    N, C, plane = x.shape[0], x.shape[1], math.prod(out)
+    rows = xp.reshape(xp.arange(N * C, dtype=xp.int64, device=B.array_api_compat.device(idx)), (N, C) + (1,) * nd)
+    flat = xp.reshape(xp.astype(idx, xp.int64) + rows * plane, (-1,))
+    flat = B.check_indices(flat, N * C * plane, f"{name}: indices (each < {plane}, the unpooled plane size)")
+    y = reshape(_Unpool(flat, N * C * plane)(reshape(x, (-1,))), (N, C) + out)
+    return reshape(y, tuple(y.shape[1:])) if unbatched else y
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Inverse of max_pool1d: (N, C, L_in) values at ``indices`` in zeros of (N, C, L_out)."""
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 1, "max_unpool1d")
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Inverse of max_pool2d: values at ``indices`` (flat over H_out * W_out) in zeros."""
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 2, "max_unpool2d")
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
+    """Inverse of max_pool3d: values at ``indices`` (flat over D_out * H_out * W_out) in zeros."""
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 3, "max_unpool3d")
