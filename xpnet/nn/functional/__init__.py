@@ -14,3 +14,4 @@ from .margin_loss import *  # noqa: F401,F403
 from .padding import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
+from .shuffle import *  # noqa: F401,F403
