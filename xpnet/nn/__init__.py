@@ -18,3 +18,4 @@ from .rnn import *  # noqa: F401,F403
 from .shuffle import *  # noqa: F401,F403
 from .sparse import *  # noqa: F401,F403
 from .transformer import *  # noqa: F401,F403
+from .upsampling import *  # noqa: F401,F403
