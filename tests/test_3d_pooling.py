@@ -8,12 +8,13 @@ import pytest
 import xpnet as xn
 import xpnet.nn as nn
 import xpnet.nn.functional as F
+from conftest import to_np
 from torch_samples import check_module_db, check_op_db
 
 RNG = np.random.default_rng(4)
 MODULES = ["Conv3d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d",
            "AdaptiveMaxPool2d", "AdaptiveMaxPool3d", "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool1d", "MaxUnpool2d",
-           "MaxUnpool3d"]
+           "MaxUnpool3d", "FractionalMaxPool2d", "FractionalMaxPool3d"]
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -54,6 +55,18 @@ def test_gradcheck(bk):
 
 def t_(a):
     return xn.tensor(a, dtype="float64")
+
+
+def test_fractional_max_pool_draws_from_the_seed(bk):
+    x = xn.tensor(RNG.standard_normal((2, 3, 9, 9)), dtype="float64")
+    xn.manual_seed(1)
+    a = to_np(nn.FractionalMaxPool2d(2, output_ratio=0.5)(x))
+    xn.manual_seed(1)
+    b = to_np(F.fractional_max_pool2d(x, 2, output_ratio=0.5))
+    np.testing.assert_array_equal(a, b)
+    assert a.shape == (2, 3, 4, 4)
+    assert xn.gradcheck(lambda v: F.fractional_max_pool2d(v, 2, output_size=3, _random_samples=xn.tensor(
+        np.full((1, 1, 2), 0.3))), xn.tensor(RNG.standard_normal((1, 1, 5, 4)), dtype="float64"))
 
 
 def test_bad_input(bk):

@@ -9,7 +9,8 @@ from .module import Module
 
 __all__ = ["MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "AdaptiveAvgPool1d",
            "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d", "AdaptiveMaxPool3d",
-           "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d"]
+           "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool1d", "MaxUnpool2d", "MaxUnpool3d",
+           "FractionalMaxPool2d", "FractionalMaxPool3d"]
 
 
 class _MaxPoolNd(Module):
@@ -215,5 +216,38 @@ class MaxUnpool2d(_MaxUnpoolNd):
 
 class MaxUnpool3d(_MaxUnpoolNd):
     """Inverse of MaxPool3d: forward(input, indices, output_size=None)."""
+
+    nd = 3
+
+
+class _FractionalMaxPoolNd(Module):
+    nd = 0
+
+    def __init__(self, kernel_size, output_size=None, output_ratio=None, return_indices: bool = False,
+                 _random_samples=None, generator=None):
+        super().__init__()
+        if (output_size is None) == (output_ratio is None):
+            raise ValueError(f"{type(self).__name__}: give exactly one of output_size and output_ratio")
+        self.kernel_size, self.output_size, self.output_ratio = kernel_size, output_size, output_ratio
+        self.return_indices, self.generator = return_indices, generator
+        self.register_buffer("_random_samples", _random_samples)
+
+    def forward(self, x):
+        return P._fractional_max_pool(x, self.kernel_size, self.output_size, self.output_ratio, self.return_indices,
+                                      self._random_samples, self.nd, LayerName(self), self.generator)
+
+    def extra_repr(self):
+        what = f"output_size={self.output_size}" if self.output_size is not None else f"output_ratio={self.output_ratio}"
+        return f"kernel_size={self.kernel_size}, {what}"
+
+
+class FractionalMaxPool2d(_FractionalMaxPoolNd):
+    """Max over pseudo-random windows of (N, C, H, W), to ``output_size`` or ``output_ratio``."""
+
+    nd = 2
+
+
+class FractionalMaxPool3d(_FractionalMaxPoolNd):
+    """Max over pseudo-random windows of (N, C, T, H, W), to ``output_size`` or ``output_ratio``."""
 
     nd = 3

@@ -20,7 +20,7 @@ from .conv import Fold, Geometry, Unfold, _batched, _ntuple, _unfold
 __all__ = ["max_pool1d", "max_pool2d", "max_pool3d", "avg_pool1d", "avg_pool2d", "avg_pool3d",
            "adaptive_avg_pool1d", "adaptive_avg_pool2d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
            "adaptive_max_pool2d", "adaptive_max_pool3d", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d",
-           "max_unpool2d", "max_unpool3d"]
+           "max_unpool2d", "max_unpool3d", "fractional_max_pool2d", "fractional_max_pool3d"]
 
 
 def _geometry(x, kernel_size, stride, padding, dilation, ceil_mode, nd, name):
@@ -335,3 +335,81 @@ def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_siz
 def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None):
     """Inverse of max_pool3d: values at ``indices`` (flat over D_out * H_out * W_out) in zeros."""
     return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 3, "max_unpool3d")
+
+
+def _intervals(sample: float, n: int, out: int, k: int):
+    """PyTorch's pseudo-random window starts (Graham, 2014): ``out`` starts in [0, n - k]."""
+    if out == 1:
+        return [n - k]
+    alpha = (n - k) / (out - 1)
+    return [int((i + sample) * alpha) - int(sample * alpha) for i in range(out - 1)] + [n - k]
+
+
+def _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_indices, _random_samples, nd, name,
+                         generator=None):
+    """Max over windows of ``kernel_size`` whose starts follow :func:`_intervals`, one sample u in
+    [0, 1) per (batch, channel, axis): ``_random_samples`` (N, C, nd), else drawn from ``generator``
+    (default: the default generator).  The window indices are built on the host."""
+    import builtins
+    import itertools
+    from ...autograd.functions import take_along_axis
+    x, unbatched = _batched(input, nd, name)
+    N, C, sizes = x.shape[0], x.shape[1], tuple(x.shape[2:])
+    k = _ntuple(kernel_size, nd, "kernel_size", name)
+    if (output_size is None) == (output_ratio is None):
+        raise ValueError(f"{name}: give exactly one of output_size and output_ratio")
+    if output_size is not None:
+        out = _ntuple(output_size, nd, "output_size", name)
+    else:
+        ratio = tuple(output_ratio) if isinstance(output_ratio, (tuple, list)) else (output_ratio,) * nd
+        if len(ratio) != nd or not all(0 < r < 1 for r in ratio):
+            raise ValueError(f"{name}: output_ratio must be {nd} numbers in (0, 1), got {output_ratio!r}")
+        out = tuple(int(n * r) for n, r in zip(sizes, ratio))
+    for n, o, kk in zip(sizes, out, k):
+        if o < 1 or o + kk - 1 > n:
+            raise ValueError(f"{name}: output size {out} with kernel {k} does not fit the input size {sizes}: "
+                             "expected output + kernel - 1 <= input")
+    if _random_samples is None:
+        gen = generator if generator is not None else B.default_generator()
+        samples = gen.host.uniform(size=(N, C, nd)).tolist()
+    else:
+        r = _raw(_random_samples)
+        samples = B.to_numpy(r).reshape(-1, C, nd).tolist()
+        if len(samples) < N:  # (extra rows are unused, as PyTorch)
+            raise ValueError(f"{name}: _random_samples has shape {tuple(r.shape)}, expected ({N}, {C}, {nd})")
+    order = (1, 0) if nd == 2 else tuple(range(nd))  # PyTorch's 2-D samples are (W, H)
+    strides = [math.prod(sizes[d + 1:]) for d in range(nd)]
+    offsets = [builtins.sum(o * s for o, s in zip(kk, strides)) for kk in itertools.product(*map(range, k))]
+    rows = []
+    for n in range(N):
+        for c in range(C):
+            seqs = [_intervals(samples[n][c][order[d]], sizes[d], out[d], k[d]) for d in range(nd)]
+            starts = [builtins.sum(st * s for st, s in zip(p, strides)) for p in itertools.product(*seqs)]
+            rows.append([a + b for a in starts for b in offsets])
+    P, K = math.prod(out), len(offsets)
+    idx = B.as_array(rows, "int64", B.backend_of(_raw(x)))
+    xp = B.namespace_of(idx)
+    idx = xp.reshape(idx, (N, C, P * K))
+    g = reshape(take_along_axis(reshape(x, (N, C, math.prod(sizes))), idx, 2), (N, C, P, K))
+    y = reshape(amax(g, 3), (N, C) + out)
+    if unbatched:
+        y = reshape(y, tuple(y.shape[1:]))
+    if not return_indices:
+        return y
+    best = xp.argmax(_raw(g), axis=3)
+    where = xp.reshape(xp.take_along_axis(xp.reshape(idx, (N, C, P, K)), best[..., None], axis=3), (N, C) + out)
+    return y, Tensor(where[0] if unbatched else where)
+
+
+def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=None, return_indices: bool = False,
+                          _random_samples=None):
+    """Fractional max pooling of (N, C, H, W) (Graham, 2014)."""
+    return _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_indices, _random_samples, 2,
+                                "fractional_max_pool2d")
+
+
+def fractional_max_pool3d(input, kernel_size, output_size=None, output_ratio=None, return_indices: bool = False,
+                          _random_samples=None):
+    """Fractional max pooling of (N, C, T, H, W)."""
+    return _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_indices, _random_samples, 3,
+                                "fractional_max_pool3d")
