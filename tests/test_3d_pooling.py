@@ -40,17 +40,17 @@ def test_op_db(bk, name):
 
 
 def test_gradcheck(bk):
-    x = xn.tensor(RNG.standard_normal((1, 2, 3, 3, 2)), dtype="float64")
-    w = xn.tensor(RNG.standard_normal((2, 2, 2, 2, 1)), dtype="float64")
+    x = xn.tensor(RNG.standard_normal((1, 1, 3, 2, 2)), dtype="float64")  # small: jax compiles each op
+    w = xn.tensor(RNG.standard_normal((2, 1, 2, 2, 1)), dtype="float64")
     assert xn.gradcheck(lambda x, w: F.conv3d(x, w, padding=1, stride=(2, 1, 1)), x, w)
-    assert xn.gradcheck(lambda x, w: F.conv_transpose3d(x, w, stride=2), x, w)
+    assert xn.gradcheck(lambda x, w: F.conv_transpose3d(x, w[:1], stride=2), x, w)
     assert xn.gradcheck(lambda x: F.max_pool3d(x, 2, padding=(1, 0, 0)), x)
     assert xn.gradcheck(lambda x: F.avg_pool3d(x, (2, 2, 1)), x)
-    assert xn.gradcheck(lambda x: F.adaptive_avg_pool3d(x, (2, 2, 1)), x)
-    assert xn.gradcheck(lambda x: F.adaptive_max_pool3d(x, (2, 2, 1)), x)
+    assert xn.gradcheck(lambda x: F.adaptive_avg_pool3d(x, (2, 1, 1)), x)
+    assert xn.gradcheck(lambda x: F.adaptive_max_pool3d(x, (2, 1, 1)), x)
     assert xn.gradcheck(lambda x: F.lp_pool2d(x[0], 2.0, 2), x)
     _, idx = F.max_pool2d(x[0], 2, return_indices=True)
-    assert xn.gradcheck(lambda v: F.max_unpool2d(v, idx, 2, output_size=(3, 2)), t_(RNG.standard_normal((2, 3, 1, 1))))
+    assert xn.gradcheck(lambda v: F.max_unpool2d(v, idx, 2, output_size=(2, 2)), t_(RNG.standard_normal((1, 3, 1, 1))))
 
 
 def t_(a):

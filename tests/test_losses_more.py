@@ -88,6 +88,7 @@ def _ctc_case():
 
 def test_ctc_gradcheck(bk):
     lp, tg, il, tl = _ctc_case()
+    lp, tg, il, tl = lp[:4, 1:], [[3, 1]], [4], [2]  # small: 4 steps, one sample (jax compiles each op)
     targets = xn.tensor(tg, dtype="int64")
     assert xn.gradcheck(lambda a: F.ctc_loss(a, targets, il, tl, reduction="sum"), t64(lp))
 
