@@ -101,7 +101,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
     pos = xp.arange(L, dtype=xp.int64, device=dev)
     odd = (pos % 2) == 1
     if S:
-        labels = xp.take(tr, xp.clip(pos // 2, 0, S - 1), axis=1)  # (N, L): l_(s // 2)
+        labels = xp.take(tr, B.clip(pos // 2, 0, S - 1), axis=1)  # (N, L): l_(s // 2)
     else:
         labels = xp.zeros((N, L), dtype=xp.int64, device=dev)
     ext = xp.where(odd[None, :], labels, xp.full((N, L), blank, dtype=xp.int64, device=dev))
@@ -123,7 +123,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
         alpha = F.where((tlen > t)[:, None], new, alpha)
     last = xp.reshape(2 * lens, (N, 1))
     end1 = F.take_along_axis(alpha, last, 1)
-    end2 = F.where((lens > 0)[:, None], F.take_along_axis(alpha, xp.clip(last - 1, 0, None), 1), ninf1)
+    end2 = F.where((lens > 0)[:, None], F.take_along_axis(alpha, B.clip(last - 1, 0, None), 1), ninf1)
     loss = -F.reshape(_lse([end1, end2]), (N,))
     empty = xp.asarray([n == 0 for n in in_len], device=dev)
     if bool(xp.any(empty)):  # no frames: loss 0 for an empty target, inf otherwise
@@ -135,4 +135,4 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
         return F.reshape(loss, ()) if unbatched else loss
     if reduction == "sum":
         return F.sum(loss)
-    return F.mean(loss / xp.astype(xp.clip(lens, 1, None), lr.dtype))
+    return F.mean(loss / xp.astype(B.clip(lens, 1, None), lr.dtype))

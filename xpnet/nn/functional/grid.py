@@ -77,7 +77,7 @@ def grid_sample(input, grid, mode: str = "bilinear", padding_mode: str = "zeros"
 
     def read(yi, xi):  # values at integer places (raw int arrays (N, Ho, Wo)), 0 outside
         inside = (xi >= 0) & (xi < W) & (yi >= 0) & (yi < H)
-        k = xp.clip(yi, 0, H - 1) * W + xp.clip(xi, 0, W - 1)
+        k = B.clip(yi, 0, H - 1) * W + B.clip(xi, 0, W - 1)
         k = xp.broadcast_to(xp.reshape(k, (N, 1, Ho * Wo)), (N, C, Ho * Wo))
         v = reshape(take_along_axis(flat, k, 2), (N, C, Ho, Wo))
         return where(inside[:, None, ...], v, 0.0)
