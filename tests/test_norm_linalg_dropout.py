@@ -20,7 +20,7 @@ def t64(a, grad=False):
 
 
 MODULES = ["InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "BatchNorm3d", "RMSNorm", "LocalResponseNorm",
-           "Bilinear"]
+           "Bilinear", "GroupNorm", "Linear"]  # GroupNorm (bias=) and Linear (forward(input=)) failed them before
 
 
 @pytest.mark.parametrize("name", MODULES)

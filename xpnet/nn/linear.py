@@ -35,11 +35,11 @@ class Linear(Module):
         if self.bias is not None:
             init.fan_in_uniform_(self.bias, self.in_features)
 
-    def forward(self, x):
-        if x.shape[-1] != self.in_features:
-            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {x.shape[-1]} "
-                             f"features in its last axis (shape {tuple(x.shape)}), expected {self.in_features}")
-        return linear(x, self.weight, self.bias)
+    def forward(self, input):
+        if input.shape[-1] != self.in_features:
+            raise ValueError(f"Linear({self.in_features}, {self.out_features}): input has {input.shape[-1]} "
+                             f"features in its last axis (shape {tuple(input.shape)}), expected {self.in_features}")
+        return linear(input, self.weight, self.bias)
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"

@@ -238,14 +238,17 @@ class GroupNorm(Module):
     """Normalization of (N, C, *) over groups of C/num_groups channels (and all spatial axes)."""
 
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
-                 dtype=None, backend=None):
+                 dtype=None, backend=None, *, bias: bool = True):
         super().__init__()
         if num_channels % num_groups:
             raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
         self.num_groups, self.num_channels, self.eps, self.affine = num_groups, num_channels, eps, affine
         if affine:
             self.weight = new_parameter((num_channels,), dtype, backend)
-            self.bias = new_parameter((num_channels,), dtype, backend)
+            if bias:
+                self.bias = new_parameter((num_channels,), dtype, backend)
+            else:
+                self.register_parameter("bias", None)
             init.ones_(self.weight)
         else:
             self.register_parameter("weight", None)
