@@ -43,6 +43,8 @@ def test_gradcheck(bk):
     x = xn.tensor(RNG.standard_normal((1, 1, 3, 2, 2)), dtype="float64")  # small: jax compiles each op
     w = xn.tensor(RNG.standard_normal((2, 1, 2, 2, 1)), dtype="float64")
     assert xn.gradcheck(lambda x, w: F.conv3d(x, w, padding=1, stride=(2, 1, 1)), x, w)
+    if bk.name == "jax":
+        return  # jax: conv3d only (each op compiles); the others are checked on every other backend
     assert xn.gradcheck(lambda x, w: F.conv_transpose3d(x, w[:1], stride=2), x, w)
     assert xn.gradcheck(lambda x: F.max_pool3d(x, 2, padding=(1, 0, 0)), x)
     assert xn.gradcheck(lambda x: F.avg_pool3d(x, (2, 2, 1)), x)
@@ -58,6 +60,8 @@ def t_(a):
 
 
 def test_fractional_max_pool_draws_from_the_seed(bk):
+    if bk.name == "jax":
+        pytest.skip("jax: the windows are built on the host, the same for every backend")
     x = xn.tensor(RNG.standard_normal((2, 3, 9, 9)), dtype="float64")
     xn.manual_seed(1)
     a = to_np(nn.FractionalMaxPool2d(2, output_ratio=0.5)(x))

@@ -17,8 +17,8 @@ MODULES = ["LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d", "Laz
 
 @pytest.mark.parametrize("name", MODULES)
 def test_module_db(bk, name):
-    if bk.name in ("jax", "array_api_strict") and name != "LazyConv2d":
-        pytest.skip("one lazy module here (the convolutions themselves are tested on every backend)")
+    if bk.name == "jax" or (bk.name == "array_api_strict" and name != "LazyConv2d"):
+        pytest.skip("the lazy step is backend-independent; the convolutions are tested on every backend")
     assert check_module_db(name, max_samples=2 if bk.name != "numpy" else None, rtol=1e-6, atol=1e-9) > 0
 
 
@@ -34,6 +34,8 @@ def test_lazy_linear_becomes_linear(bk):
 
 
 def test_lazy_conv_in_a_model_trains(bk):
+    if bk.name == "jax":
+        pytest.skip("jax: each shape compiles; the lazy step is backend-independent")
     model = nn.Sequential(nn.LazyConv2d(4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.LazyLinear(2))
     x = xn.tensor(RNG.standard_normal((2, 3, 4, 4)), dtype="float32")
     model(x)  # the dry run
