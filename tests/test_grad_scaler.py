@@ -1,0 +1,82 @@
+"""xpnet.GradScaler against torch.amp.GradScaler: the same scales, skipped steps and parameters
+over steps with finite and non-finite gradients; unscale_ before clipping; state_dict."""
+
+import math
+
+import numpy as np
+import pytest
+
+import xpnet as xn
+from xpnet import nn, optim
+from conftest import to_np
+
+X = np.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.5]])
+
+
+def _run_xpnet(inputs, **kw):
+    m = nn.Linear(3, 1).to("float64")
+    m.load_state_dict({"weight": np.array([[0.1, -0.2, 0.3]]), "bias": np.array([0.05])})
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    scaler = xn.GradScaler(**kw)
+    scales, weights = [], []
+    for x in inputs:
+        opt.zero_grad()
+        scaler.scale((m(xn.tensor(x, dtype="float64")) ** 2).mean()).backward()
+        scaler.unscale_(opt)
+        scaler.step(opt)
+        scaler.update()
+        scales.append(scaler.get_scale())
+        weights.append(to_np(m.weight).copy())
+    return scales, weights, scaler
+
+
+def _run_torch(inputs, **kw):
+    torch = pytest.importorskip("torch")
+    m = torch.nn.Linear(3, 1).double()
+    with torch.no_grad():
+        m.weight.copy_(torch.tensor([[0.1, -0.2, 0.3]], dtype=torch.float64))
+        m.bias.copy_(torch.tensor([0.05], dtype=torch.float64))
+    opt = torch.optim.SGD(m.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", **kw)
+    scales, weights = [], []
+    for x in inputs:
+        opt.zero_grad()
+        scaler.scale((m(torch.tensor(x)) ** 2).mean()).backward()
+        scaler.unscale_(opt)
+        scaler.step(opt)
+        scaler.update()
+        scales.append(scaler.get_scale())
+        weights.append(m.weight.detach().numpy().copy())
+    return scales, weights
+
+
+def test_matches_torch_grad_scaler(bk):
+    bad = X.copy()
+    bad[0, 0] = math.inf  # an inf gradient: the step is skipped and the scale backs off
+    inputs = [X, X, bad, X, X, X]
+    kw = dict(init_scale=1024.0, growth_factor=2.0, backoff_factor=0.5, growth_interval=2)
+    scales, weights, scaler = _run_xpnet(inputs, **kw)
+    tscales, tweights = _run_torch(inputs, **kw)
+    assert scales == tscales == [1024.0, 2048.0, 1024.0, 1024.0, 2048.0, 2048.0]
+    for w, tw in zip(weights, tweights):
+        np.testing.assert_allclose(w, tw, rtol=1e-12)
+    np.testing.assert_array_equal(weights[2], weights[1])  # the skipped step changed nothing
+    state = scaler.state_dict()
+    assert state["scale"] == 2048.0 and state["_growth_tracker"] == 1
+    other = xn.GradScaler()
+    other.load_state_dict(state)
+    assert other.get_scale() == 2048.0
+
+
+def test_unscale_twice_and_bad_arguments(bk):
+    m = nn.Linear(3, 1)
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    scaler = xn.GradScaler(init_scale=8.0)
+    scaler.scale(m(xn.tensor(X, dtype="float32")).sum()).backward()
+    scaler.unscale_(opt)
+    with pytest.raises(RuntimeError, match="already"):
+        scaler.unscale_(opt)
+    with pytest.raises(ValueError, match="growth_factor"):
+        xn.GradScaler(growth_factor=0.5)
+    off = xn.GradScaler(enabled=False)
+    assert off.scale(3.0) == 3.0 and off.get_scale() == 1.0
