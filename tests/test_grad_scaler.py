@@ -1,5 +1,7 @@
-"""xpnet.GradScaler against torch.amp.GradScaler: the same scales, skipped steps and parameters
-over steps with finite and non-finite gradients; unscale_ before clipping; state_dict."""
+"""Mixed precision: xpnet.GradScaler against torch.amp.GradScaler (the same scales, skipped steps
+and parameters over steps with finite and non-finite gradients; unscale_; state_dict), and
+xpnet.autocast (low-precision matrix products, float32 norms and losses, float32 gradients) on
+the CPU backends that have float16 (numpy, torch, jax) and bfloat16 (torch, jax)."""
 
 import math
 
@@ -80,3 +82,28 @@ def test_unscale_twice_and_bad_arguments(bk):
         xn.GradScaler(growth_factor=0.5)
     off = xn.GradScaler(enabled=False)
     assert off.scale(3.0) == 3.0 and off.get_scale() == 1.0
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_autocast_low_matmul_float32_loss(bk, dtype):
+    if (dtype == "bfloat16" and bk.name not in ("torch", "jax")) or bk.name == "array_api_strict":
+        pytest.skip(f"{bk.name} has no {dtype} arrays")
+    xn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 4), nn.LayerNorm(4), nn.Linear(4, 2))
+    x = xn.tensor(X, dtype="float32")
+    y = xn.tensor([0, 1], dtype="int64")
+    ref = nn.CrossEntropyLoss()(model(x), y)
+    with xn.autocast(dtype=dtype):
+        h = model[0](x)
+        assert str(h.dtype).endswith(dtype)  # the matrix product in the low precision
+        assert str(model[1](h).dtype).endswith("float32")  # the norm in float32
+        out = model(x)
+        loss = nn.CrossEntropyLoss()(out, y)
+    assert str(out.dtype).endswith(dtype) and str(loss.dtype).endswith("float32")
+    assert abs(loss.item() - ref.item()) < 0.05  # close to the float32 loss
+    loss.backward()
+    for p in model.parameters():  # float32 parameters get float32 gradients
+        assert str(p.grad.dtype).endswith("float32")
+    assert str(model[0](x).dtype).endswith("float32")  # off again outside the block
+    with pytest.raises(ValueError, match="float16 or bfloat16"):
+        xn.autocast(dtype="float64")

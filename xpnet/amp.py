@@ -6,14 +6,15 @@ clipping), :meth:`GradScaler.step` skips the optimizer step when a gradient is i
 and :meth:`GradScaler.update` halves the scale after such a step (``backoff_factor``) or
 doubles it after ``growth_interval`` clean steps in a row (``growth_factor``).  The finite
 check reads one flag per optimizer from the device (PyTorch's ``step`` does the same).
-``state_dict`` goes in checkpoints.  (``autocast`` is not part of xpnet yet.)
+``state_dict`` goes in checkpoints.  :class:`autocast` runs matrix products in float16 or
+bfloat16 and reductions, softmax, norms and losses in float32.
 """
 
 from __future__ import annotations
 
 from . import backend as B
 
-__all__ = ["GradScaler"]
+__all__ = ["GradScaler", "autocast"]
 
 
 class GradScaler:
@@ -110,3 +111,34 @@ class GradScaler:
         self._scale = float(state["scale"])
         self._growth_factor, self._backoff_factor = state["growth_factor"], state["backoff_factor"]
         self._growth_interval, self._growth_tracker = state["growth_interval"], state["_growth_tracker"]
+
+
+class autocast:
+    """``with xpnet.autocast(dtype="bfloat16"):`` (or ``"float16"``) runs ``linear`` and the
+    convolutions in that dtype, and softmax, log-softmax, batch/layer/group norm and the losses
+    in float32, as ``torch.autocast``'s op lists.  Parameters stay float32 and get float32
+    gradients (the casts are differentiable).  Also a decorator.  ``device_type`` is accepted
+    for PyTorch compatibility (the dtype alone decides here)."""
+
+    def __init__(self, device_type: str = "cpu", dtype="bfloat16", enabled: bool = True, cache_enabled=None):
+        name = B.dtype_name(dtype) if not isinstance(dtype, str) else dtype
+        if name not in ("float16", "bfloat16"):
+            raise ValueError(f"autocast: dtype must be float16 or bfloat16, got {name}")
+        self.dtype, self.enabled = name, enabled
+
+    def __enter__(self):
+        from .nn.functional.autocast_state import _state
+        self._prev = _state["dtype"]
+        _state["dtype"] = self.dtype if self.enabled else None
+        return self
+
+    def __exit__(self, *exc):
+        from .nn.functional.autocast_state import _state
+        _state["dtype"] = self._prev
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with autocast(dtype=self.dtype, enabled=self.enabled):
+                return fn(*args, **kwargs)
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper

@@ -85,6 +85,9 @@ class LogSoftmax(Function):
 def _prepare_softmax(name, x, dim, dtype):
     if dtype is not None:
         x = astype(x, dtype)
+    else:
+        from .autocast_state import to_float32
+        x = to_float32(x)  # under xpnet.autocast
     ndim = len(_shape(_raw(x)))
     if dim is None:
         dim = _softmax_dim(name, ndim)

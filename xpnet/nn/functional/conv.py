@@ -17,6 +17,8 @@ from ... import backend as B
 from ...autograd.functions import matmul, permute, reshape, sum, transpose
 from ...autograd.tensor import Function, Tensor, _raw
 
+from .autocast_state import to_low  # noqa: E402
+
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "unfold",
            "fold"]
 
@@ -337,6 +339,7 @@ def _kernel_args(name, weight, stride, dilation, groups, nd, axes):
 
 
 def _conv(input, weight, bias, stride, padding, dilation, groups, nd, name):
+    input, weight, bias = to_low(input, weight, bias)  # under xpnet.autocast
     x, unbatched = _batched(input, nd, name)
     ws, stride, dilation = _kernel_args(name, weight, stride, dilation, groups, nd, ("out_channels", "in_channels"))
     C = x.shape[1]
@@ -378,6 +381,7 @@ def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
 
 def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, name,
                     output_size=None):
+    input, weight, bias = to_low(input, weight, bias)  # under xpnet.autocast
     x, unbatched = _batched(input, nd, name)
     ws, stride, dilation = _kernel_args(name, weight, stride, dilation, groups, nd, ("in_channels", "out_channels"))
     pad = _ntuple(padding, nd, "padding", name)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ...autograd.functions import flatten, matmul, reshape, sum
 from ...autograd.tensor import Function
+from .autocast_state import to_low
 
 __all__ = ["linear", "bilinear"]
 
@@ -32,7 +33,9 @@ class Linear(Function):
 
 
 def linear(x, weight, bias=None):
-    """``x @ weight.T + bias`` for ``x`` of shape (..., in) and ``weight`` (out, in)."""
+    """``x @ weight.T + bias`` for ``x`` of shape (..., in) and ``weight`` (out, in) (in the
+    low precision under ``xpnet.autocast``)."""
+    x, weight, bias = to_low(x, weight, bias)
     return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
 
 

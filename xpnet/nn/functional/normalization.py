@@ -15,6 +15,7 @@ import math
 from ... import backend as B
 from ...autograd.functions import add, getitem, mean, mul, pad, reshape, sqrt, sum_to
 from ...autograd.tensor import Function, Tensor, _raw, no_grad
+from .autocast_state import to_float32
 
 __all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm"]
 
@@ -83,6 +84,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     variance; ``momentum`` may be a number or a 0-d array.  Otherwise normalize
     with ``running_mean`` and ``running_var``.
     """
+    input = to_float32(input)  # under xpnet.autocast
     name = "batch_norm"
     shape = tuple(input.shape)
     if len(shape) < 2:
@@ -124,6 +126,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
     """Normalize over the trailing axes ``normalized_shape`` (as ``torch.nn.functional.layer_norm``)."""
+    input = to_float32(input)  # under xpnet.autocast
     name = "layer_norm"
     ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     shape = tuple(input.shape)
@@ -137,6 +140,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
 
 def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
     """Normalize (N, C, *) over each group of C/num_groups channels and all spatial axes."""
+    input = to_float32(input)  # under xpnet.autocast
     name = "group_norm"
     shape = tuple(input.shape)
     if len(shape) < 2 or shape[1] % num_groups:
