@@ -107,3 +107,25 @@ def test_autocast_low_matmul_float32_loss(bk, dtype):
     assert str(model[0](x).dtype).endswith("float32")  # off again outside the block
     with pytest.raises(ValueError, match="float16 or bfloat16"):
         xn.autocast(dtype="float64")
+
+
+@pytest.mark.parametrize("precision", ["16-mixed", "bf16-mixed"])
+def test_trainer_precision(bk, precision):
+    if bk.name == "array_api_strict" or (precision == "bf16-mixed" and bk.name not in ("torch", "jax")):
+        pytest.skip(f"{bk.name} lacks the dtype")
+    if bk.name == "jax":
+        pytest.skip("jax: the autocast test covers it (each shape compiles)")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    xn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 2))
+    trainer = xn.Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.05), backend=bk,
+                         precision=precision, clip_grad_norm=1.0, verbose=0)
+    history = trainer.fit(x, y, epochs=4, batch_size=16)
+    losses = history.history["loss"]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert (trainer.scaler is not None) == (precision == "16-mixed")
+    assert all(str(p.dtype).endswith("float32") for p in model.parameters())  # master weights stay float32
+    with pytest.raises(ValueError, match="precision"):
+        xn.Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), precision="8-mixed")

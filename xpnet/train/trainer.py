@@ -16,6 +16,7 @@ import time
 import traceback
 
 from .. import backend as B
+from ..amp import GradScaler, autocast
 from ..autograd import Tensor, no_grad
 from ..autograd.functions import concat
 from ..data import ArrayDataset, DataLoader
@@ -57,6 +58,20 @@ def _loss_fn(loss):
     return table[loss]
 
 
+def _precision(precision):
+    """Lightning's spelling: "32-true" (or 32, "32"), "16-mixed" (autocast to float16 and a
+    GradScaler), "bf16-mixed" (autocast to bfloat16) -> (name, autocast dtype, scaler)."""
+    p = str(precision)
+    if p in ("32", "32-true"):
+        return "32-true", None, None
+    if p == "16-mixed":
+        return p, "float16", GradScaler()
+    if p == "bf16-mixed":
+        return p, "bfloat16", None
+    raise ValueError(f"Trainer: precision={precision!r} is not supported: expected '32-true', '16-mixed' or "
+                     "'bf16-mixed'")
+
+
 class Trainer:
     """Trains ``model`` with ``loss`` and ``optimizer`` on the best device.
 
@@ -78,9 +93,11 @@ class Trainer:
     """
 
     def __init__(self, model, loss, optimizer, metrics=(), *, device="auto", backend=None, scheduler=None,
-                 scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1):
+                 scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1,
+                 precision="32-true"):
         if accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
+        self.precision, self._autocast, self.scaler = _precision(precision)
         self.backend, self.device_line = _pick_backend(device, backend)
         self.model = model.to(self.backend)
         self.loss_fn = _loss_fn(loss)
@@ -135,11 +152,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ the step
     def _update(self):
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # before clipping
         if self.clip_grad_norm is not None:
             from ..nn.utils import clip_grad_norm_
             clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self._updating = True
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # precision="16-mixed": skip a step with inf/NaN gradients, then adapt the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self._updating = False
         self.optimizer.zero_grad()
         if self.scheduler is not None and self.scheduler_interval == "step":
@@ -148,9 +171,11 @@ class Trainer:
     def train_step(self, x, y, last: bool):
         """Forward, backward and (every ``accumulate`` batches, or at the end) an update.
         Returns the loss tensor (on the device) and the outputs."""
-        out = self.model(x)
-        loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
-        (loss * (1.0 / self.accumulate) if self.accumulate > 1 else loss).backward()
+        with autocast(dtype=self._autocast or "bfloat16", enabled=self._autocast is not None):
+            out = self.model(x)
+            loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
+        scaled = loss if self.scaler is None else self.scaler.scale(loss)
+        (scaled * (1.0 / self.accumulate) if self.accumulate > 1 else scaled).backward()
         self.step_in_epoch += 1
         if self.step_in_epoch % self.accumulate == 0 or last:
             self._update()
