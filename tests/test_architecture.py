@@ -42,7 +42,7 @@ def test_every_backend_module_is_in_the_map_and_short():
 
 
 # The layers of ARCHITECTURE.md, bottom first: a module may import its own layer and those below.
-LAYERS = {"backend": 0, "autograd": 1, "nn": 2, "optim": 3, "compile": 4, "distributed": 4,
+LAYERS = {"backend": 0, "autograd": 1, "nn": 2, "optim": 3, "amp": 4, "compile": 4, "distributed": 4,
           "data": 5, "checkpoint": 5, "plot": 5, "train": 6, "cli": 7}
 
 

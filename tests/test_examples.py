@@ -42,3 +42,14 @@ def test_solve_sqrt_ln():
     assert x == pytest.approx(9.6645, abs=1e-4)
     assert abs(x - 9.6653) < 1e-3  # the tutorial's rounded figure
     assert len(steps) < 10
+
+
+def test_char_transformer_smoke(capsys):
+    """The character-level Transformer example, tiny: the loss falls and it generates text."""
+    losses, sample = load("char_transformer").main(
+        ["--steps", "12", "--d-model", "16", "--heads", "2", "--layers", "1", "--context", "16", "--batch", "8",
+         "--lr", "1e-2", "--generate", "10", "--log-every", "1"])
+    assert len(losses) == 12 and all(l == l for _, l in losses)  # no NaN
+    assert losses[-1][1] < losses[0][1] - 0.3  # from about ln(52) = 3.95
+    assert sample.startswith("Shall I compare thee") and len(sample) == len("Shall I compare thee") + 10
+    assert "--- sample ---" in capsys.readouterr().out

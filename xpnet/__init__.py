@@ -23,6 +23,7 @@ from . import checkpoint, data, optim, train  # noqa: E402,F401
 from .checkpoint import CheckpointError, NonFiniteWeightsError, load, load_weights, save, save_weights  # noqa: E402,F401
 from .compile import compile  # noqa: E402,F401  (shadows the builtin on purpose, as torch.compile)
 from .train import Trainer  # noqa: E402,F401
+from .amp import GradScaler, autocast  # noqa: E402,F401
 from .backend import (Backend, BackendUnavailable, Generator, OutOfMemoryError, available_backends,
                       current_backend, default_generator, get_backend, get_float32_matmul_precision, manual_seed,
                       set_float32_matmul_precision, use, using)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import warnings
 
+from .autocast_state import to_float32
 from .functions import _in_float32, _is_half, _norm_axes, _shape, astype, exp, reshape, sum
 from .names import axis_names
 from .tensor import Function, _raw
@@ -59,8 +60,7 @@ class LogSoftmax(Function):
 
 
 def _prepare_softmax(name, x, dim, dtype):
-    if dtype is not None:
-        x = astype(x, dtype)
+    x = astype(x, dtype) if dtype is not None else to_float32(x)  # float32 under xpnet.autocast
     ndim = len(_shape(_raw(x)))
     if dim is None:
         dim = _softmax_dim(name, ndim)

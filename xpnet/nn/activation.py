@@ -9,10 +9,14 @@ from __future__ import annotations
 from ..autograd.functions import leaky_relu, relu, sigmoid, tanh
 from .functional import activation as F
 from ..autograd.names import axis_names
+from . import init as nn_init
+from .linear import new_parameter
 from .module import Module
 
 __all__ = ["Sigmoid", "Tanh", "ReLU", "LeakyReLU", "Softmax", "LogSoftmax", "ELU", "GELU", "SiLU",
-           "Softplus", "Hardtanh"]
+           "Softplus", "Hardtanh", "CELU", "SELU", "GLU", "Hardshrink", "Hardsigmoid", "Hardswish", "ReLU6",
+           "PReLU", "RReLU", "LogSigmoid", "Mish", "Softmin", "Softmax2d", "Softshrink", "Softsign",
+           "Tanhshrink", "Threshold"]
 
 
 class Sigmoid(Module):
@@ -133,3 +137,135 @@ class Hardtanh(Module):
 
     def extra_repr(self):
         return f"min_val={self.min_val}, max_val={self.max_val}"
+
+
+def _simple(name, fn, doc):
+    """A module without arguments (``inplace`` accepted and ignored) that applies ``fn``."""
+    def __init__(self, inplace: bool = False):
+        Module.__init__(self)
+        self.inplace = inplace
+
+    def forward(self, input):
+        return fn(input)
+    return type(name, (Module,), {"__init__": __init__, "forward": forward, "__doc__": doc,
+                                  "__module__": __name__})
+
+
+SELU = _simple("SELU", F.selu, "scale * elu(x, alpha) with PyTorch's constants.")
+Hardsigmoid = _simple("Hardsigmoid", F.hardsigmoid, "relu6(x + 3) / 6.")
+Hardswish = _simple("Hardswish", F.hardswish, "x * relu6(x + 3) / 6.")
+ReLU6 = _simple("ReLU6", F.relu6, "min(max(0, x), 6).")
+LogSigmoid = _simple("LogSigmoid", F.logsigmoid, "log(sigmoid(x)), stable for any x.")
+Mish = _simple("Mish", F.mish, "x * tanh(softplus(x)).")
+Softsign = _simple("Softsign", F.softsign, "x / (1 + |x|).")
+Tanhshrink = _simple("Tanhshrink", F.tanhshrink, "x - tanh(x).")
+
+
+class CELU(Module):
+    def __init__(self, alpha: float = 1.0, inplace: bool = False):
+        super().__init__()
+        self.alpha, self.inplace = alpha, inplace
+
+    def forward(self, input):
+        return F.celu(input, self.alpha)
+
+    def extra_repr(self):
+        return f"alpha={self.alpha}"
+
+
+class GLU(Module):
+    def __init__(self, dim: int = -1):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.glu(input, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Hardshrink(Module):
+    def __init__(self, lambd: float = 0.5):
+        super().__init__()
+        self.lambd = lambd
+
+    def forward(self, input):
+        return F.hardshrink(input, self.lambd)
+
+    def extra_repr(self):
+        return f"{self.lambd}"
+
+
+class Softshrink(Hardshrink):
+    def forward(self, input):
+        return F.softshrink(input, self.lambd)
+
+
+class PReLU(Module):
+    """x where x > 0, else a * x with a learnt slope ``weight`` of shape (num_parameters,),
+    one per channel (dim 1) or one shared, initialised to ``init``."""
+
+    def __init__(self, num_parameters: int = 1, init: float = 0.25, dtype=None, backend=None):
+        super().__init__()
+        self.num_parameters, self.init = num_parameters, init
+        self.weight = new_parameter((num_parameters,), dtype, backend)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        nn_init.constant_(self.weight, self.init)
+
+    def forward(self, input):
+        return F.prelu(input, self.weight)
+
+    def extra_repr(self):
+        return f"num_parameters={self.num_parameters}"
+
+
+class RReLU(Module):
+    """Randomized leaky ReLU: a random slope in [lower, upper] per negative element in
+    training (from ``generator``), (lower + upper) / 2 in eval."""
+
+    def __init__(self, lower: float = 1.0 / 8, upper: float = 1.0 / 3, inplace: bool = False, generator=None):
+        super().__init__()
+        self.lower, self.upper, self.inplace, self.generator = lower, upper, inplace, generator
+
+    def forward(self, input):
+        return F.rrelu(input, self.lower, self.upper, self.training, generator=self.generator)
+
+    def extra_repr(self):
+        return f"lower={self.lower}, upper={self.upper}"
+
+
+class Softmin(Module):
+    def __init__(self, dim=None):
+        super().__init__()
+        self.dim = dim
+
+    def forward(self, input):
+        return F.softmin(input, self.dim)
+
+    def extra_repr(self):
+        return f"dim={self.dim}"
+
+
+class Softmax2d(Module):
+    """Softmax over the channels (dim -3) of a (N, C, H, W) or (C, H, W) input."""
+
+    def forward(self, input):
+        if input.ndim not in (3, 4):
+            raise ValueError(f"Softmax2d: expected a 3-D or 4-D input (C, H, W) or (N, C, H, W), "
+                             f"got shape {tuple(input.shape)}")
+        return F.softmax(input, -3)
+
+
+class Threshold(Module):
+    def __init__(self, threshold: float, value: float, inplace: bool = False):
+        super().__init__()
+        self.threshold, self.value, self.inplace = threshold, value, inplace
+
+    def forward(self, input):
+        return F.threshold(input, self.threshold, self.value)
+
+    def extra_repr(self):
+        return f"threshold={self.threshold}, value={self.value}"

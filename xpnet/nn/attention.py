@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from .. import backend as B
-from ..autograd.functions import broadcast_to, concat, mean, pad, permute, reshape, squeeze, unsqueeze
-from ..autograd.tensor import _raw
+from ..autograd.functions import permute
 from . import init
-from .functional.linear import linear
-from .functional.attention import _is_bool, _like, attend
+from .functional.attention import multi_head_attention_forward
 from .linear import Linear, new_parameter
 from .module import Module
 
@@ -83,18 +80,6 @@ class MultiheadAttention(Module):
     def _name(self):
         return f"MultiheadAttention({self.embed_dim}, {self.num_heads})"
 
-    def _project(self, query, key, value):
-        E, w, b = self.embed_dim, self.in_proj_weight, self.in_proj_bias
-        bq, bk, bv = (None,) * 3 if b is None else (b[:E], b[E:2 * E], b[2 * E:])
-        if w is None:
-            return (linear(query, self.q_proj_weight, bq), linear(key, self.k_proj_weight, bk),
-                    linear(value, self.v_proj_weight, bv))
-        if query is key and key is value:  # self-attention: one matmul for q, k and v
-            qkv = linear(query, w, b)
-            return qkv[..., :E], qkv[..., E:2 * E], qkv[..., 2 * E:]
-        return (linear(query, w[:E, :], bq), linear(key, w[E:2 * E, :], bk),
-                linear(value, w[2 * E:, :], bv))
-
     def _check(self, query, key, value, batched):
         name, dims = self._name(), 3 if batched else 2
         for what, t, n in (("query", query, self.embed_dim), ("key", key, self.kdim), ("value", value, self.vdim)):
@@ -122,93 +107,22 @@ class MultiheadAttention(Module):
         ``key_padding_mask`` (N, S) and ``attn_mask`` (L, S) or
         (N * num_heads, L, S): boolean True = masked out, float = added to
         the scores.  ``is_causal`` without ``attn_mask`` masks out future keys.
+        The computation is :func:`xpnet.nn.functional.multi_head_attention_forward`.
         """
         batched = query.ndim == 3
         self._check(query, key, value, batched)
-        H, hd, E = self.num_heads, self.head_dim, self.embed_dim
-        if not batched or self.batch_first:  # to (seq, batch, features); q is k is v stays so
-            move = (lambda t: unsqueeze(t, 1)) if not batched else (lambda t: permute(t, (1, 0, 2)))
+        if batched and self.batch_first:  # to (seq, batch, features); q is k is v stays so
             if query is key and key is value:
-                query = key = value = move(query)
+                query = key = value = permute(query, (1, 0, 2))
             else:
-                query, key, value = move(query), move(key), move(value)
-        L, N = query.shape[0], query.shape[1]
-        q, k, v = self._project(query, key, value)  # (L, N, E), (S, N, E), (S, N, E)
-        if self.bias_k is not None:
-            k = concat([k, broadcast_to(self.bias_k, (1, N, E))], 0)
-            v = concat([v, broadcast_to(self.bias_v, (1, N, E))], 0)
-        S = k.shape[0]
-        q, k, v = (permute(reshape(t, (t.shape[0], N, H, hd)), (1, 2, 0, 3)) for t in (q, k, v))
-        if self.add_zero_attn:
-            xp, r = B.namespace_of(_raw(k)), _raw(k)
-            zeros = xp.zeros((N, H, 1, hd), dtype=r.dtype, device=B.array_api_compat.device(r))
-            k, v = concat([k, zeros], 2), concat([v, zeros], 2)
-        masked, additive = self._masks(query, key_padding_mask, attn_mask, is_causal, batched, N, L, S)
-        p = self.dropout if self.training else 0.0
-        out, weights = attend(q, k, v, masked, additive, p)  # (N, H, L, hd), (N, H, L, S')
-        out = reshape(permute(out, (2, 0, 1, 3)), (L, N, E))
-        out = linear(out, self.out_proj.weight, self.out_proj.bias)
-        if not batched:
-            out = squeeze(out, 1)
-        elif self.batch_first:
+                query, key, value = (permute(t, (1, 0, 2)) for t in (query, key, value))
+        out, weights = multi_head_attention_forward(
+            query, key, value, self.embed_dim, self.num_heads, self.in_proj_weight, self.in_proj_bias,
+            self.bias_k, self.bias_v, self.add_zero_attn, self.dropout, self.out_proj.weight, self.out_proj.bias,
+            training=self.training, key_padding_mask=key_padding_mask, need_weights=need_weights,
+            attn_mask=attn_mask, use_separate_proj_weight=not self._qkv_same_embed_dim,
+            q_proj_weight=self.q_proj_weight, k_proj_weight=self.k_proj_weight, v_proj_weight=self.v_proj_weight,
+            average_attn_weights=average_attn_weights, is_causal=is_causal, name=self._name())
+        if batched and self.batch_first:
             out = permute(out, (1, 0, 2))
-        if not need_weights:
-            return out, None
-        if average_attn_weights:
-            weights = mean(weights, axis=1)
-        return out, (weights if batched else squeeze(weights, 0))
-
-    def _masks(self, query, key_padding_mask, attn_mask, is_causal, batched, N, L, S):
-        """The boolean (True = hidden) and additive masks, shaped to broadcast to (N, H, L, S')."""
-        name, H = self._name(), self.num_heads
-        S0 = S - (self.bias_k is not None)
-        extra = S - S0 + self.add_zero_attn  # columns appended for bias_k and the zero key
-        masked, additive = [], []
-
-        def add(mask, shape):
-            mask = _pad_columns(mask, extra)
-            if _is_bool(mask):
-                masked.append(reshape(_raw(mask), shape))
-            else:
-                additive.append(reshape(mask, shape))
-
-        if attn_mask is None and is_causal:
-            xp, r = B.namespace_of(_raw(query)), _raw(query)
-            dev = B.array_api_compat.device(r)
-            attn_mask = xp.arange(S0, device=dev)[None, :] > xp.arange(L, device=dev)[:, None]
-        if attn_mask is not None:
-            attn_mask = _like(attn_mask, query)
-            shape = tuple(attn_mask.shape)
-            if shape == (L, S0):
-                add(attn_mask, (1, 1, L, S0 + extra))
-            elif shape == (N * H, L, S0):
-                add(attn_mask, (N, H, L, S0 + extra))
-            else:
-                expected = f"({L}, {S0}) or ({N * H}, {L}, {S0})"
-                raise ValueError(f"{name}: attn_mask has shape {shape}, expected {expected}")
-        if key_padding_mask is not None:
-            key_padding_mask = _like(key_padding_mask, query)
-            shape, expected = tuple(key_padding_mask.shape), ((N, S0) if batched else (S0,))
-            if shape != expected:
-                raise ValueError(f"{name}: key_padding_mask has shape {shape}, "
-                                 f"expected {expected} (batch, source length)")
-            add(key_padding_mask if batched else reshape(key_padding_mask, (1, S0)), (N, 1, 1, S0 + extra))
-        m = None
-        for b in masked:
-            m = b if m is None else B.namespace_of(b).logical_or(m, b)
-        a = None
-        for f in additive:
-            a = f if a is None else a + f
-        return m, a
-
-
-def _pad_columns(mask, n):
-    """``mask`` with ``n`` columns appended on its last axis (False for boolean masks, 0 for float)."""
-    if n == 0:
-        return mask
-    if _is_bool(mask):
-        r = _raw(mask)
-        xp = B.namespace_of(r)
-        zeros = xp.zeros((*r.shape[:-1], n), dtype=xp.bool, device=B.array_api_compat.device(r))
-        return xp.concat([r, zeros], axis=-1)
-    return pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, n)])
+        return out, weights

@@ -1,15 +1,16 @@
-"""Convolution layers: Conv1d, Conv2d, ConvTranspose1d, ConvTranspose2d (PyTorch's names and layouts)."""
+"""Convolution layers: Conv1d/2d/3d, ConvTranspose1d/2d/3d (PyTorch's names and layouts), one N-d code."""
 
 from __future__ import annotations
 
 import math
 
 from . import init
-from .functional.conv import LayerName, _conv, _conv_transpose, _ntuple
+from .functional.conv import LayerName, _conv, _conv_transpose, _ntuple, _padding
+from .functional.padding import pad
 from .linear import new_parameter
 from .module import Module
 
-__all__ = ["Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d"]
+__all__ = ["Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d"]
 
 
 class _ConvNd(Module):
@@ -24,8 +25,11 @@ class _ConvNd(Module):
         if groups < 1 or in_channels % groups or out_channels % groups:
             raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} must both be "
                              f"divisible by groups={groups}")
-        if padding_mode != "zeros":
-            raise NotImplementedError(f"{name}: padding_mode={padding_mode!r} is not supported: use 'zeros'")
+        if padding_mode not in ("zeros", "reflect", "replicate", "circular"):
+            raise ValueError(f"{name}: padding_mode={padding_mode!r} is not supported: expected 'zeros', "
+                             "'reflect', 'replicate' or 'circular'")
+        if self.transposed and padding_mode != "zeros":
+            raise ValueError(f"{name}: only padding_mode='zeros' is supported for a transposed convolution")
         nd = self.nd
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.kernel_size = _ntuple(kernel_size, nd, "kernel_size", name)
@@ -63,12 +67,19 @@ class _ConvNd(Module):
             s += f", groups={self.groups}"
         if self.bias is None:
             s += ", bias=False"
+        if self.padding_mode != "zeros":
+            s += f", padding_mode={self.padding_mode!r}"
         return s
 
 
 class _Conv(_ConvNd):
     def forward(self, input):
-        return _conv(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups,
+        padding = self.padding
+        if self.padding_mode != "zeros":  # as PyTorch: pad in that mode first, then convolve unpadded
+            lo, hi = _padding(padding, self.nd, self.kernel_size, self.dilation, self.stride, LayerName(self))
+            input = pad(input, [p for i in reversed(range(self.nd)) for p in (lo[i], hi[i])], self.padding_mode)
+            padding = 0
+        return _conv(input, self.weight, self.bias, self.stride, padding, self.dilation, self.groups,
                      self.nd, LayerName(self))
 
 
@@ -134,3 +145,15 @@ class ConvTranspose2d(_ConvTranspose):
     """Transposed 2-D convolution; ``weight`` (in_channels, out_channels/groups, kH, kW)."""
 
     nd = 2
+
+
+class Conv3d(_Conv):
+    """3-D convolution over (N, C_in, D, H, W); ``weight`` (out_channels, in_channels/groups, kD, kH, kW)."""
+
+    nd = 3
+
+
+class ConvTranspose3d(_ConvTranspose):
+    """Transposed 3-D convolution; ``weight`` (in_channels, out_channels/groups, kD, kH, kW)."""
+
+    nd = 3

@@ -6,10 +6,10 @@ from .. import backend as B
 from ..autograd.functions import flatten, reshape
 from ..autograd.names import axis_names
 from . import init
-from .functional import linear
+from .functional.linear import bilinear, linear
 from .module import Module, Parameter
 
-__all__ = ["Linear", "Identity", "Flatten", "Unflatten", "new_parameter"]
+__all__ = ["Linear", "Bilinear", "Identity", "Flatten", "Unflatten", "new_parameter"]
 
 
 def new_parameter(shape, dtype=None, backend=None) -> Parameter:
@@ -44,6 +44,35 @@ class Linear(Module):
 
     def extra_repr(self):
         return f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}"
+
+
+class Bilinear(Module):
+    """y = x1^T W x2 + b; ``weight`` (out_features, in1_features, in2_features), ``bias``
+    (out_features,), both U(-1/sqrt(in1), 1/sqrt(in1)) as PyTorch."""
+
+    def __init__(self, in1_features: int, in2_features: int, out_features: int, bias: bool = True,
+                 dtype=None, backend=None):
+        super().__init__()
+        self.in1_features, self.in2_features, self.out_features = in1_features, in2_features, out_features
+        self.weight = new_parameter((out_features, in1_features, in2_features), dtype, backend)
+        if bias:
+            self.bias = new_parameter((out_features,), dtype, backend)
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self):
+        bound = 1.0 / self.in1_features ** 0.5
+        init.uniform_(self.weight, -bound, bound)
+        if self.bias is not None:
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input1, input2):
+        return bilinear(input1, input2, self.weight, self.bias)
+
+    def extra_repr(self):
+        return (f"in1_features={self.in1_features}, in2_features={self.in2_features}, "
+                f"out_features={self.out_features}, bias={self.bias is not None}")
 
 
 class Identity(Module):

@@ -1,15 +1,18 @@
-"""Normalization layers: BatchNorm1d, BatchNorm2d, LayerNorm, GroupNorm (PyTorch's names and state)."""
+"""Normalization layers: BatchNorm1d/2d/3d, InstanceNorm1d/2d/3d, LayerNorm, GroupNorm, RMSNorm,
+LocalResponseNorm (PyTorch's names and state)."""
 
 from __future__ import annotations
 
 from .. import backend as B
 from ..autograd import Tensor, no_grad
 from . import init
-from .functional.normalization import batch_norm, group_norm, layer_norm
+from .functional.normalization import (batch_norm, group_norm, instance_norm, layer_norm, local_response_norm,
+                                       rms_norm)
 from .linear import new_parameter
 from .module import Module
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm"]
+__all__ = ["BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
+           "LayerNorm", "GroupNorm", "RMSNorm", "LocalResponseNorm"]
 
 
 def _backend(backend):
@@ -99,6 +102,99 @@ class BatchNorm2d(_BatchNorm):
 
     ranks = (4,)
     layout = "(N, C, H, W)"
+
+
+class BatchNorm3d(_BatchNorm):
+    """Batch normalization over (N, C, D, H, W), per channel C."""
+
+    ranks = (5,)
+    layout = "(N, C, D, H, W)"
+
+
+class _InstanceNorm(_BatchNorm):
+    """Per-sample, per-channel normalization over the spatial axes; PyTorch's defaults
+    (affine=False, track_running_stats=False) and state names.  An input without the
+    batch axis is normalized as a batch of one."""
+
+    nd = 1
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum=0.1, affine: bool = False,
+                 track_running_stats: bool = False, dtype=None, backend=None, *, bias: bool = True):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, dtype, backend, bias=bias)
+
+    def forward(self, input):
+        x = input
+        shape = tuple(x.shape)
+        if len(shape) not in (self.nd + 1, self.nd + 2):
+            raise ValueError(f"{self._name()}: input must have {self.nd + 1} or {self.nd + 2} dimensions: "
+                             f"{self.layout}, got shape {shape}")
+        unbatched = len(shape) == self.nd + 1
+        if unbatched:
+            x = x.unsqueeze(0)
+        if x.shape[1] != self.num_features and (self.affine or self.track_running_stats):
+            raise ValueError(f"{self._name()}: input has {x.shape[1]} channels (shape {shape}), "
+                             f"expected {self.num_features}")
+        use_input_stats = self.training or not self.track_running_stats
+        y = instance_norm(x, self.running_mean, self.running_var, self.weight, self.bias, use_input_stats,
+                          self.momentum if self.momentum is not None else 0.1, self.eps)
+        return y.squeeze(0) if unbatched else y
+
+
+class InstanceNorm1d(_InstanceNorm):
+    """Instance normalization over (N, C, L) or (C, L)."""
+
+    nd, layout = 1, "(N, C, L) or (C, L)"
+
+
+class InstanceNorm2d(_InstanceNorm):
+    """Instance normalization over (N, C, H, W) or (C, H, W)."""
+
+    nd, layout = 2, "(N, C, H, W) or (C, H, W)"
+
+
+class InstanceNorm3d(_InstanceNorm):
+    """Instance normalization over (N, C, D, H, W) or (C, D, H, W)."""
+
+    nd, layout = 3, "(N, C, D, H, W) or (C, D, H, W)"
+
+
+class RMSNorm(Module):
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing ``normalized_shape`` axes;
+    ``eps=None``: the dtype's machine epsilon.  ``weight`` starts at ones."""
+
+    def __init__(self, normalized_shape, eps=None, elementwise_affine: bool = True, dtype=None, backend=None):
+        super().__init__()
+        self.normalized_shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+        self.eps, self.elementwise_affine = eps, elementwise_affine
+        if elementwise_affine:
+            self.weight = new_parameter(self.normalized_shape, dtype, backend)
+            init.ones_(self.weight)
+        else:
+            self.register_parameter("weight", None)
+
+    def reset_parameters(self):
+        if self.weight is not None:
+            init.ones_(self.weight)
+
+    def forward(self, input):
+        return rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self):
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
+class LocalResponseNorm(Module):
+    """Normalization across ``size`` neighbouring channels (AlexNet's local response normalization)."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, input):
+        return local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self):
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 class LayerNorm(Module):

@@ -1,15 +1,15 @@
-"""The Embedding module."""
+"""The Embedding and EmbeddingBag modules."""
 
 from __future__ import annotations
 
 from .. import backend as B
 from ..autograd import Tensor
 from . import init
-from .functional.embedding import embedding
+from .functional.embedding import embedding, embedding_bag
 from .linear import new_parameter
 from .module import Module, Parameter
 
-__all__ = ["Embedding"]
+__all__ = ["Embedding", "EmbeddingBag"]
 
 
 class Embedding(Module):
@@ -73,3 +73,44 @@ class Embedding(Module):
         pad += f", norm_type={self.norm_type}" if self.max_norm is not None and self.norm_type != 2 else ""
         pad += ", scale_grad_by_freq=True" if self.scale_grad_by_freq else ""
         return f"{self.num_embeddings}, {self.embedding_dim}{pad}"
+
+
+class EmbeddingBag(Module):
+    """Sums, means or maxima of bags of embeddings (see :func:`xpnet.nn.functional.embedding_bag`);
+    ``weight`` (num_embeddings, embedding_dim), initialized N(0, 1), the ``padding_idx`` row zero."""
+
+    def __init__(self, num_embeddings: int, embedding_dim: int, max_norm=None, norm_type: float = 2.0,
+                 scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False, _weight=None,
+                 include_last_offset: bool = False, padding_idx=None, dtype=None, backend=None):
+        super().__init__()
+        if mode not in ("sum", "mean", "max"):
+            raise ValueError(f"EmbeddingBag: mode={mode!r} is not supported: expected 'sum', 'mean' or 'max'")
+        if max_norm is not None or scale_grad_by_freq:
+            raise NotImplementedError("EmbeddingBag: max_norm and scale_grad_by_freq are not supported")
+        if padding_idx is not None:
+            if not -num_embeddings <= padding_idx < num_embeddings:
+                raise ValueError(f"EmbeddingBag: padding_idx {padding_idx} is out of range for "
+                                 f"{num_embeddings} embeddings")
+            padding_idx %= num_embeddings
+        self.num_embeddings, self.embedding_dim, self.mode = num_embeddings, embedding_dim, mode
+        self.max_norm, self.norm_type, self.scale_grad_by_freq, self.sparse = max_norm, norm_type, scale_grad_by_freq, sparse
+        self.include_last_offset, self.padding_idx = include_last_offset, padding_idx
+        if _weight is None:
+            self.weight = new_parameter((num_embeddings, embedding_dim), dtype, backend)
+            self.reset_parameters()
+        else:
+            self.weight = _weight if isinstance(_weight, Parameter) else Parameter(_raw_data(_weight))
+
+    reset_parameters = Embedding.reset_parameters
+
+    def forward(self, input, offsets=None, per_sample_weights=None):
+        return embedding_bag(input, self.weight, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
+                             include_last_offset=self.include_last_offset, padding_idx=self.padding_idx)
+
+    def extra_repr(self):
+        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
+        return f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}{pad}"
+
+
+def _raw_data(w):
+    return w.data if isinstance(w, Tensor) else w

@@ -17,6 +17,7 @@ import traceback
 import warnings
 
 from .. import backend as B
+from ..amp import GradScaler, autocast
 from ..autograd import Tensor, no_grad
 from ..autograd.functions import concat
 from ..data import ArrayDataset, DataLoader
@@ -89,6 +90,20 @@ def _check_history(meta):
         raise ValueError("metadata 'history_epochs' is not a list of epoch numbers")
 
 
+def _precision(precision):
+    """Lightning's spelling: "32-true" (or 32, "32"), "16-mixed" (autocast to float16 and a
+    GradScaler), "bf16-mixed" (autocast to bfloat16) -> (name, autocast dtype, scaler)."""
+    p = str(precision)
+    if p in ("32", "32-true"):
+        return "32-true", None, None
+    if p == "16-mixed":
+        return p, "float16", GradScaler()
+    if p == "bf16-mixed":
+        return p, "bfloat16", None
+    raise ValueError(f"Trainer: precision={precision!r} is not supported: expected '32-true', '16-mixed' or "
+                     "'bf16-mixed'")
+
+
 class Trainer:
     """Trains ``model`` with ``loss`` and ``optimizer`` on the best device.
 
@@ -123,9 +138,10 @@ class Trainer:
 
     def __init__(self, model, loss=None, optimizer=None, metrics=(), *, device="auto", backend=None, scheduler=None,
                  scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1,
-                 compile=False):
+                 compile=False, precision="32-true"):
         if accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
+        self.precision, self._autocast, self.scaler = _precision(precision)
         self.backend, self.device_line = _pick_backend(device, backend)
         self.parallel = DataParallel(self.backend, device)  # under a launcher: one device per process
         if self.parallel.backend is not self.backend:
@@ -152,6 +168,9 @@ class Trainer:
         if compile and self.parallel.active:
             warnings.warn("Trainer(compile=True) under a launcher: the steps run eagerly (the gradient "
                           "all-reduce of several processes is not recorded by xpnet.compile yet)", stacklevel=2)
+        elif compile and self.precision != "32-true":
+            warnings.warn(f"Trainer(compile=True, precision={self.precision!r}): the steps run eagerly (mixed "
+                          "precision is not recorded by xpnet.compile yet)", stacklevel=2)
         elif compile:
             from ..compile import compile as _compile
             roots = [r for r in (self.model, self.optimizer) if r is not None] + (
@@ -197,11 +216,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ the step
     def _update(self):
+        if self.scaler is not None:
+            self.scaler.unscale_(self.optimizer)  # before clipping
         if self.clip_grad_norm is not None:
             from ..nn.utils import clip_grad_norm_
             clip_grad_norm_(self.model.parameters(), self.clip_grad_norm)
         self._updating = True
-        self.optimizer.step()
+        if self.scaler is None:
+            self.optimizer.step()
+        else:  # precision="16-mixed": skip a step with inf/NaN gradients, then adapt the scale
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
         self._updating = False
         self.optimizer.zero_grad()
         if self.scheduler is not None and self.scheduler_interval == "step":
@@ -238,11 +263,13 @@ class Trainer:
             return loss, out
         update = (self.step_in_epoch + 1) % self.accumulate == 0 or last
         with self.parallel.no_sync(not update):  # gradients are averaged over ranks on updates only
-            out = self._module(x)
-            loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
+            with autocast(dtype=self._autocast or "bfloat16", enabled=self._autocast is not None):
+                out = self._module(x)
+                loss = self.loss_fn(out, y) if y is not None else self.loss_fn(out)
+            scaled = loss if self.scaler is None else self.scaler.scale(loss)
             # the mean over the batches of an update window; the last window of an epoch may be shorter
             window = self._window or self.accumulate
-            (loss * (1.0 / window) if window > 1 else loss).backward()
+            (scaled * (1.0 / window) if window > 1 else scaled).backward()
         self.step_in_epoch += 1
         if update:
             self._update()

@@ -17,7 +17,10 @@ from ... import backend as B
 from ...autograd.functions import matmul, permute, reshape, sum, transpose
 from ...autograd.tensor import Function, Tensor, _raw
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "unfold", "fold"]
+from ...autograd.autocast_state import to_low  # noqa: E402
+
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "unfold",
+           "fold"]
 
 
 # ------------------------------------------------------------------ geometry
@@ -341,6 +344,7 @@ def _kernel_args(name, weight, stride, dilation, groups, nd, axes):
 
 
 def _conv(input, weight, bias, stride, padding, dilation, groups, nd, name):
+    input, weight, bias = to_low(input, weight, bias)  # under xpnet.autocast
     x, unbatched = _batched(input, nd, name)
     ws, stride, dilation = _kernel_args(name, weight, stride, dilation, groups, nd, ("out_channels", "in_channels"))
     C = x.shape[1]
@@ -372,10 +376,17 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: in
     return _conv(input, weight, bias, stride, padding, dilation, groups, 2, "conv2d")
 
 
+def conv3d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups: int = 1):
+    """3-D convolution of (N, C_in, D, H, W) with weight (C_out, C_in/groups, kD, kH, kW), as
+    ``torch.nn.functional.conv3d`` (the same N-d code as conv1d and conv2d)."""
+    return _conv(input, weight, bias, stride, padding, dilation, groups, 3, "conv3d")
+
+
 # ------------------------------------------------------------ transposed conv
 
 def _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, nd, name,
                     output_size=None):
+    input, weight, bias = to_low(input, weight, bias)  # under xpnet.autocast
     x, unbatched = _batched(input, nd, name)
     ws, stride, dilation = _kernel_args(name, weight, stride, dilation, groups, nd, ("in_channels", "out_channels"))
     pad = _ntuple(padding, nd, "padding", name)
@@ -418,6 +429,12 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     """Transposed 2-D convolution; weight (C_in, C_out/groups, kH, kW), as ``torch.nn.functional.conv_transpose2d``."""
     return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 2,
                            "conv_transpose2d")
+
+
+def conv_transpose3d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups: int = 1, dilation=1):
+    """Transposed 3-D convolution; weight (C_in, C_out/groups, kD, kH, kW)."""
+    return _conv_transpose(input, weight, bias, stride, padding, output_padding, groups, dilation, 3,
+                           "conv_transpose3d")
 
 
 # ----------------------------------------------------------- unfold and fold

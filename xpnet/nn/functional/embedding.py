@@ -1,4 +1,5 @@
-"""``embedding``: rows of a weight matrix picked by integer indices."""
+"""``embedding``: rows of a weight matrix picked by integer indices; ``embedding_bag``: their
+sums, means or maxima over bags."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from ... import backend as B
 from ...autograd.functions import IndexAdd, reshape
 from ...autograd.tensor import Function, Tensor, _raw
 
-__all__ = ["embedding"]
+__all__ = ["embedding", "embedding_bag"]
 
 
 class Embedding(Function):
@@ -105,3 +106,69 @@ def embedding(input, weight, padding_idx=None, max_norm=None, norm_type: float =
             weight = w
     return Embedding(idx, n, padding_idx, scale_grad_by_freq)(weight)
 
+
+
+def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type: float = 2, scale_grad_by_freq: bool = False,
+                  mode: str = "mean", sparse: bool = False, per_sample_weights=None,
+                  include_last_offset: bool = False, padding_idx=None):
+    """Sums, means or maxima of bags of embeddings, without the (bags, length, dim) tensor.
+
+    ``input`` 2-D (B, N): each row is a bag (``offsets`` must be None).  ``input`` 1-D with
+    ``offsets`` (B,) (or (B + 1,) with ``include_last_offset``): bag b is
+    ``input[offsets[b]:offsets[b + 1]]``.  ``mode``: 'sum', 'mean' or 'max'.
+    ``per_sample_weights`` (input's shape, 'sum' mode only) scale each embedding.  Entries equal
+    to ``padding_idx`` are left out of their bag (and of its count).  An empty bag gives zeros.
+    Output: (B, embedding_dim).  Bags are formed on the device with a (B, T) membership mask,
+    so nothing is read back to the host.  ``max_norm`` and ``scale_grad_by_freq`` are not supported.
+    """
+    from ...autograd.functions import matmul, max as amax, reshape, where
+    who = "embedding_bag"
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"{who}: mode={mode!r} is not supported: expected 'sum', 'mean' or 'max'")
+    if max_norm is not None or scale_grad_by_freq:
+        raise NotImplementedError(f"{who}: max_norm and scale_grad_by_freq are not supported")
+    if per_sample_weights is not None and mode != "sum":
+        raise ValueError(f"{who}: per_sample_weights is only supported for mode='sum', got mode={mode!r}")
+    w = _raw(weight)
+    idx = _indices(input, w, who)
+    xp, dev = B.namespace_of(w), B.array_api_compat.device(w)
+    if len(idx.shape) == 2:
+        if offsets is not None:
+            raise ValueError(f"{who}: offsets must be None for a 2-D input (each row is a bag), got offsets")
+        nbags, length = idx.shape
+        flat = xp.reshape(idx, (-1,))
+        t = xp.arange(nbags * length, dtype=xp.int64, device=dev)
+        starts = xp.arange(nbags, dtype=xp.int64, device=dev) * length
+        ends = starts + length
+    elif len(idx.shape) == 1:
+        if offsets is None:
+            raise ValueError(f"{who}: a 1-D input needs offsets (the start of each bag)")
+        off = xp.astype(_indices(offsets, w, who), xp.int64)
+        flat, total = idx, idx.shape[0]
+        t = xp.arange(total, dtype=xp.int64, device=dev)
+        if include_last_offset:
+            starts, ends = off[:-1], off[1:]
+        else:
+            starts = off
+            ends = xp.concat([off[1:], xp.asarray([total], dtype=xp.int64, device=dev)])
+        nbags = starts.shape[0]
+    else:
+        raise ValueError(f"{who}: input must be 1-D (with offsets) or 2-D (B, N), got shape {tuple(idx.shape)}")
+    member = (t[None, :] >= starts[:, None]) & (t[None, :] < ends[:, None])  # (B, T)
+    if padding_idx is not None:
+        padding_idx %= w.shape[0]
+        member = member & (flat != padding_idx)[None, :]
+    emb = embedding(flat, weight, padding_idx)  # (T, D)
+    if per_sample_weights is not None:
+        emb = emb * reshape(per_sample_weights, (-1, 1))
+    m = xp.astype(member, w.dtype)
+    if mode == "max":
+        neg = xp.asarray(-xp.inf, dtype=w.dtype, device=dev)
+        picked = where(member[:, :, None], reshape(emb, (1,) + tuple(emb.shape)), neg)
+        best = amax(picked, 1)
+        return where(xp.any(member, axis=1)[:, None], best, 0.0)
+    out = matmul(m, emb)  # (B, D)
+    if mode == "mean":
+        count = xp.sum(m, axis=1, keepdims=True)
+        out = out / xp.where(count > 0, count, xp.ones_like(count))
+    return out

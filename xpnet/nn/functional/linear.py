@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from ...autograd.functions import flatten, matmul, reshape, sum
 from ...autograd.tensor import Function
+from ...autograd.autocast_state import to_low
 
-__all__ = ["linear"]
+__all__ = ["linear", "bilinear"]
 
 
 class Linear(Function):
@@ -32,5 +33,23 @@ class Linear(Function):
 
 
 def linear(x, weight, bias=None):
-    """``x @ weight.T + bias`` for ``x`` of shape (..., in) and ``weight`` (out, in)."""
+    """``x @ weight.T + bias`` for ``x`` of shape (..., in) and ``weight`` (out, in) (in the
+    low precision under ``xpnet.autocast``)."""
+    x, weight, bias = to_low(x, weight, bias)
     return Linear()(x, weight) if bias is None else Linear()(x, weight, bias)
+
+
+def bilinear(input1, input2, weight, bias=None):
+    """y_o = x1^T W_o x2 + b_o for x1 (..., in1), x2 (..., in2), ``weight`` (out, in1, in2) and
+    ``bias`` (out,): one matrix product with W laid out (in1, out * in2), then a product with x2
+    and a sum over in2 (as ``torch.nn.functional.bilinear``)."""
+    from ...autograd.functions import _shape, permute
+    from ...autograd.tensor import _raw
+    ws, s1, s2 = _shape(_raw(weight)), _shape(_raw(input1)), _shape(_raw(input2))
+    if len(ws) != 3 or s1[-1:] != ws[1:2] or s2[-1:] != ws[2:3] or s1[:-1] != s2[:-1]:
+        raise ValueError(f"bilinear: expected input1 (..., {ws[1:2]}), input2 (..., {ws[2:3]}) with the same "
+                         f"leading shape and weight (out, in1, in2): got {s1}, {s2} and weight {ws}")
+    out, in1, in2 = ws
+    t = matmul(input1, reshape(permute(weight, (1, 0, 2)), (in1, out * in2)))
+    y = sum(reshape(t, s1[:-1] + (out, in2)) * reshape(input2, s2[:-1] + (1, in2)), -1)
+    return y if bias is None else y + bias

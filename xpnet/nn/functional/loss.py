@@ -28,6 +28,7 @@ from ... import backend as B
 from ...autograd import functions as F
 from ...autograd.tensor import Function, Tensor, _raw
 from .activation import Softmax
+from ...autograd.autocast_state import to_float32
 
 __all__ = [
     "mse_loss", "l1_loss", "msle_loss", "mape_loss", "huber_loss", "smooth_l1_loss",
@@ -101,7 +102,8 @@ def _same_shape(name, xr, t):
 def _pair(name, input, target, probabilities=False):
     """Prediction and target, checked (same shape; a floating target if ``probabilities``) and made
     alike: the target on the input's backend and in its dtype, and both tensors if either is (so
-    that backward rules always see operands of one kind)."""
+    that backward rules always see operands of one kind).  float32 under ``xpnet.autocast``."""
+    input = to_float32(input)
     xr = _input(name, input)
     t = _on(target, xr)
     d = _raw(t)
@@ -564,6 +566,7 @@ def cross_entropy(input, target, weight=None, ignore_index: int = -100, reductio
     indices, ``"mean"`` divides by the summed weight of the kept targets.
     Either way it is one fused operation.
     """
+    input = to_float32(input)  # under xpnet.autocast
     name = "cross_entropy"
     _check_reduction(name, reduction)
     if not 0.0 <= label_smoothing <= 1.0:
@@ -595,6 +598,7 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     ``weight`` (C,) weighs the classes; ``ignore_index`` targets add nothing;
     ``"mean"`` divides by the summed weight of the kept targets.
     """
+    input = to_float32(input)  # under xpnet.autocast
     name = "nll_loss"
     _check_reduction(name, reduction)
     xr = _input(name, input)

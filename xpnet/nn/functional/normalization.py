@@ -1,4 +1,5 @@
-"""Normalization: ``batch_norm``, ``layer_norm``, ``group_norm``, as PyTorch.
+"""Normalization: ``batch_norm``, ``layer_norm``, ``group_norm``, ``instance_norm``, ``rms_norm``,
+``local_response_norm``, as PyTorch.
 
 One fused operation, :class:`Normalize`, standardizes over some axes and
 applies the affine parameters, with the closed-form backward.  The backward
@@ -12,10 +13,11 @@ from __future__ import annotations
 import math
 
 from ... import backend as B
-from ...autograd.functions import _is_half, add, astype, mean, mul, reshape, sqrt, sum_to
+from ...autograd.functions import _is_half, add, astype, getitem, mean, mul, pad, reshape, sqrt, sum_to
 from ...autograd.tensor import Function, Tensor, _raw, no_grad
+from ...autograd.autocast_state import to_float32
 
-__all__ = ["batch_norm", "layer_norm", "group_norm"]
+__all__ = ["batch_norm", "layer_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm"]
 
 
 class Normalize(Function):
@@ -97,6 +99,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     variance; ``momentum`` may be a number or a 0-d array.  Otherwise normalize
     with ``running_mean`` and ``running_var``.
     """
+    input = to_float32(input)  # under xpnet.autocast
     name = "batch_norm"
     shape = tuple(input.shape)
     if len(shape) < 2:
@@ -140,6 +143,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
 
 def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-5):
     """Normalize over the trailing axes ``normalized_shape`` (as ``torch.nn.functional.layer_norm``)."""
+    input = to_float32(input)  # under xpnet.autocast
     name = "layer_norm"
     ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     shape = tuple(input.shape)
@@ -153,6 +157,7 @@ def layer_norm(input, normalized_shape, weight=None, bias=None, eps: float = 1e-
 
 def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5):
     """Normalize (N, C, *) over each group of C/num_groups channels and all spatial axes."""
+    input = to_float32(input)  # under xpnet.autocast
     name = "group_norm"
     shape = tuple(input.shape)
     if len(shape) < 2 or shape[1] % num_groups:
@@ -169,3 +174,66 @@ def group_norm(input, num_groups: int, weight=None, bias=None, eps: float = 1e-5
     if bias is not None:
         y = y + reshape(bias, pshape)
     return y
+
+
+def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats: bool = True, momentum=0.1, eps: float = 1e-5):
+    """Normalize (N, C, *) per sample and channel over the spatial axes (Ulyanov et al., 2016).
+
+    ``use_input_stats`` (PyTorch's default): each instance's own statistics; running
+    statistics, when given, are updated in place with the mean over the batch of the
+    instances' means and unbiased variances.  Otherwise normalize with the running ones.
+    """
+    name = "instance_norm"
+    shape = tuple(input.shape)
+    if len(shape) < 3:
+        raise ValueError(f"{name}: input must have at least 3 dimensions (N, C, *spatial), got shape {shape}")
+    C = shape[1]
+    for what, p in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_param(name, what, p, (C,))
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    count = math.prod(shape[2:])
+    if count <= 1:
+        raise ValueError(f"{name}: expected more than 1 spatial element per channel, got input of shape {shape}")
+    pshape = (1, C) + (1,) * (len(shape) - 2)
+    fn = Normalize(tuple(range(2, len(shape))), eps, pshape)
+    y = _apply(fn, input, weight, bias)
+    with no_grad():
+        xp = B.namespace_of(fn.mean)
+        m = _raw(momentum) if hasattr(_raw(momentum), "shape") else momentum
+        for r, stat, scale in ((running_mean, fn.mean, 1.0), (running_var, fn.var, count / (count - 1))):
+            if r is not None:
+                r.data = (1 - m) * r.data + m * xp.mean(xp.reshape(stat, (shape[0], C)), axis=0) * scale
+    return y
+
+
+def rms_norm(input, normalized_shape, weight=None, eps=None):
+    """x / sqrt(mean(x^2) + eps) * weight over the trailing ``normalized_shape`` axes
+    (Zhang and Sennrich, 2019); ``eps=None`` is the dtype's machine epsilon, as PyTorch."""
+    name = "rms_norm"
+    ns = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    shape = tuple(input.shape)
+    if len(ns) == 0 or len(shape) < len(ns) or shape[len(shape) - len(ns):] != ns:
+        raise ValueError(f"{name}: input of shape {shape} does not end with normalized_shape {ns}")
+    _check_param(name, "weight", weight, ns)
+    if eps is None:
+        x = _raw(input)
+        eps = float(B.namespace_of(x).finfo(x.dtype).eps)
+    axes = tuple(range(len(shape) - len(ns), len(shape)))
+    y = input / sqrt(mean(input * input, axes, keepdims=True) + eps)
+    return y if weight is None else y * weight
+
+
+def local_response_norm(input, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+    """x / (k + alpha / size * sum of x^2 over ``size`` neighbouring channels) ** beta
+    (Krizhevsky et al., 2012); the window runs from c - size//2 to c + (size-1)//2, as PyTorch."""
+    shape = tuple(input.shape)
+    if len(shape) < 3:
+        raise ValueError(f"local_response_norm: input must have at least 3 dimensions (N, C, *), got shape {shape}")
+    C = shape[1]
+    sq = pad(input * input, [(0, 0), (size // 2, (size - 1) // 2)] + [(0, 0)] * (len(shape) - 2))
+    total = getitem(sq, (slice(None), slice(0, C)))
+    for i in range(1, size):
+        total = total + getitem(sq, (slice(None), slice(i, i + C)))
+    return input / (total * (alpha / size) + k) ** beta
