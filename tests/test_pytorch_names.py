@@ -73,8 +73,13 @@ def _modules():
 
 @pytest.mark.parametrize("cls", list(_modules()), ids=lambda c: c.__name__)
 def test_module_forward_first_argument_is_input(cls):
+    """Every module's forward names its first argument as PyTorch's does: ``input`` for most,
+    PyTorch's own name (``query``, ``src``, ``input1``, ``anchor``, ...) where it differs."""
+    torch = pytest.importorskip("torch")
     first = list(inspect.signature(cls.forward).parameters)[1]
-    assert first == ("query" if cls is nn.MultiheadAttention else "input")
+    theirs = getattr(torch.nn, cls.__name__, None)
+    expected = list(inspect.signature(theirs.forward).parameters)[1] if theirs is not None else "input"
+    assert first == expected
 
 
 def test_module_forward_by_keyword(bk):
