@@ -164,7 +164,9 @@ def _averaging(size, out, like, transposed=False):
     return B.as_array(rows, B.dtype_name(r.dtype), B.backend_of(r))
 
 
-def _adaptive_avg(input, output_size, nd, name):
+def _adaptive_args(input, output_size, nd, name):
+    """``(x, unbatched, input sizes, output sizes)`` for adaptive pooling: ``output_size`` an int or
+    a tuple of ``nd`` positive ints or None (None keeps that axis's size), as PyTorch."""
     x, unbatched = _batched(input, nd, name)
     sizes = tuple(x.shape[2:])
     outs = (output_size,) * nd if not isinstance(output_size, (tuple, list)) else tuple(output_size)
@@ -173,6 +175,11 @@ def _adaptive_avg(input, output_size, nd, name):
     outs = tuple(n if o is None else o for o, n in zip(outs, sizes))
     if any(not isinstance(o, int) or o < 1 for o in outs):
         raise ValueError(f"{name}: output_size must hold positive ints (or None), got {output_size!r}")
+    return x, unbatched, sizes, outs
+
+
+def _adaptive_avg(input, output_size, nd, name):
+    x, unbatched, sizes, outs = _adaptive_args(input, output_size, nd, name)
     y = x
     for d in range(nd):  # separable: one small averaging matrix per spatial axis
         if outs[d] != sizes[d]:
@@ -219,14 +226,7 @@ def _adaptive_max(input, output_size, return_indices, nd, name):
     time (a box's max is the max of its axes' maxima); the gradient goes to the maximum."""
     if return_indices:
         raise NotImplementedError(f"{name}: return_indices=True is not supported")
-    x, unbatched = _batched(input, nd, name)
-    sizes = tuple(x.shape[2:])
-    outs = (output_size,) * nd if not isinstance(output_size, (tuple, list)) else tuple(output_size)
-    if len(outs) != nd:
-        raise ValueError(f"{name}: output_size must be an int or a tuple of {nd}, got {output_size!r}")
-    outs = tuple(n if o is None else o for o, n in zip(outs, sizes))
-    if any(not isinstance(o, int) or o < 1 for o in outs):
-        raise ValueError(f"{name}: output_size must hold positive ints (or None), got {output_size!r}")
+    x, unbatched, sizes, outs = _adaptive_args(input, output_size, nd, name)
     y = x
     for d in range(nd):
         n, o = sizes[d], outs[d]
