@@ -127,6 +127,16 @@ _prob, _label = np.array(PROBS), np.array(BIN_LABELS)
 _log_p = _log_softmax(LOGITS)
 _margin = np.array(SCORES) * np.array(PM1)
 LOGIT_OF_PROBS = np.log(_prob / (1 - _prob))
+LABEL_LISTS, MULTI_HOT = [[0, -1, -1], [1, 2, -1]], [[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]]  # multi-label targets
+VARS, COUNTS = [0.5, 1.0, 2.0, 4.0], [1.0, 0.0, 3.0, 0.0]                            # variances, counts
+_sig = 1 / (1 + np.exp(-np.array(LOGITS)))
+_cos = [np.dot(a, b) / np.linalg.norm(a) / np.linalg.norm(b) for a, b in zip(LOGITS, SOFT_TARGET)]
+_P = np.exp(_log_p)  # CTC: the two rows are two time steps of one sequence, class 0 the blank
+
+
+def _dist(a, b):
+    """PyTorch's pairwise_distance: ||a - b + 1e-6|| per row."""
+    return np.linalg.norm(np.asarray(a) - np.asarray(b) + 1e-6, axis=1)
 
 # name -> (what it is given, xpnet's value, the same formula in NumPy)
 EXAMPLES = {
@@ -165,6 +175,42 @@ EXAMPLES = {
                         lambda: np.mean(np.exp(-_margin))),
     "zero_one_loss": ("scores, -1/+1 labels (a metric)", lambda: F.zero_one_loss(_t(SCORES), _t(PM1)),
                       lambda: np.mean(np.sign(SCORES) != np.array(PM1))),
+    "SoftMarginLoss": ("scores, -1/+1 labels", lambda: nn.SoftMarginLoss()(_t(SCORES), _t(PM1)),
+                       lambda: np.mean(np.log1p(np.exp(-_margin)))),
+    "MarginRankingLoss": ("scores vs 0, -1/+1 labels, margin=0.5",
+                          lambda: nn.MarginRankingLoss(margin=0.5)(_t(SCORES), _t([0.0] * 4), _t(PM1)),
+                          lambda: np.mean(np.maximum(0.0, 0.5 - _margin))),
+    "HingeEmbeddingLoss": ("distances, -1/+1 labels", lambda: nn.HingeEmbeddingLoss()(_t(SCORES), _t(PM1)),
+                           lambda: np.mean(np.where(np.array(PM1) > 0, SCORES, np.maximum(0.0, 1.0 - np.array(SCORES))))),
+    "CosineEmbeddingLoss": ("logits vs soft targets, labels +1/-1",
+                            lambda: nn.CosineEmbeddingLoss()(_t(LOGITS), _t(SOFT_TARGET), _t([1.0, -1.0])),
+                            lambda: np.mean([1 - _cos[0], max(0.0, _cos[1])])),
+    "MultiMarginLoss": ("logits, class indices", lambda: nn.MultiMarginLoss()(_t(LOGITS), _t(CLASSES, "int64")),
+                        lambda: np.mean([sum(max(0.0, 1 - z[c] + z[i]) for i in range(3) if i != c) / 3
+                                         for z, c in zip(LOGITS, CLASSES)])),
+    "MultiLabelMarginLoss": ("logits, label lists ended by -1",
+                             lambda: nn.MultiLabelMarginLoss()(_t(LOGITS), _t(LABEL_LISTS, "int64")),
+                             lambda: np.mean([sum(max(0.0, 1 - (z[j] - z[i])) for j in js for i in range(3) if i not in js)
+                                              / 3 for z, js in zip(LOGITS, ([0], [1, 2]))])),
+    "MultiLabelSoftMarginLoss": ("logits, multi-hot labels",
+                                 lambda: nn.MultiLabelSoftMarginLoss()(_t(LOGITS), _t(MULTI_HOT)),
+                                 lambda: -np.mean(np.array(MULTI_HOT) * np.log(_sig) + (1 - np.array(MULTI_HOT))
+                                                  * np.log(1 - _sig))),
+    "TripletMarginLoss": ("anchor logits, soft targets, zeros",
+                          lambda: nn.TripletMarginLoss()(_t(LOGITS), _t(SOFT_TARGET), _t(np.zeros((2, 3)))),
+                          lambda: np.mean(np.maximum(0.0, _dist(LOGITS, SOFT_TARGET) - _dist(LOGITS, 0.0) + 1.0))),
+    "TripletMarginWithDistanceLoss": ("the same, pairwise distance",
+                                      lambda: nn.TripletMarginWithDistanceLoss()(_t(LOGITS), _t(SOFT_TARGET),
+                                                                                 _t(np.zeros((2, 3)))),
+                                      lambda: np.mean(np.maximum(0.0, _dist(LOGITS, SOFT_TARGET)
+                                                                 - _dist(LOGITS, 0.0) + 1.0))),
+    "GaussianNLLLoss": ("regression, variances", lambda: nn.GaussianNLLLoss()(_t(REG_PRED), _t(REG_TARGET), _t(VARS)),
+                        lambda: np.mean(0.5 * (np.log(VARS) + _diff ** 2 / np.array(VARS)))),
+    "PoissonNLLLoss": ("log-rates, counts", lambda: nn.PoissonNLLLoss()(_t(SCORES), _t(COUNTS)),
+                       lambda: np.mean(np.exp(SCORES) - np.array(COUNTS) * np.array(SCORES))),
+    "CTCLoss": ("2 steps of log_softmax(logits), target [1]",
+                lambda: nn.CTCLoss()(_t(_log_p[:, None, :]), _t([[1]], "int64"), _t([2], "int64"), _t([1], "int64")),
+                lambda: -np.log(_P[0, 1] * _P[1, 1] + _P[0, 0] * _P[1, 1] + _P[0, 1] * _P[1, 0])),  # paths 11, -1, 1-
 }
 
 
@@ -213,11 +259,11 @@ def main(argv=None):
 
     print("4. every loss on one small example (mean reduction unless said)")
     table, missing = every_loss()
-    print(f"   {'loss':<18} {'input':<46} {'xpnet':>10} {'numpy':>10}")
+    print(f"   {'loss':<30} {'input':<46} {'xpnet':>10} {'numpy':>10}")
     for name, (value, check) in table.items():
-        print(f"   {name:<18} {EXAMPLES[name][0]:<46} {value:10.6f} {check:10.6f}")
+        print(f"   {name:<30} {EXAMPLES[name][0]:<46} {value:10.6f} {check:10.6f}")
     for name in missing:
-        print(f"   {name:<18} (no example here yet)")
+        print(f"   {name:<30} (no example here yet)")
     return {"sums": sums, "path": path, "cross_entropy": (a, ce1, ce0), "table": table, "missing": missing}
 
 
