@@ -207,6 +207,10 @@ def test_out_of_memory_in_backward_drops_the_accumulated_gradients(bk):
 def test_out_of_memory_inside_an_operation(bk):
     """autograd reports a failing operation as a ValueError raised from the library's error:
     still an out-of-memory error, for evaluate too (which changes nothing)."""
+    if bk.name == "jax":
+        pytest.skip("JAX dispatches asynchronously: a real failed allocation can surface at a later read, outside "
+                    "the operation (seen in 2 of 4 full runs on the CPU); the JAX error class is tested by the "
+                    "stand-in tests above")
     tr, model = make(bk, model_cls=HogModel)
     X, y = blobs(20)
     with pytest.raises(xn.OutOfMemoryError) as info:
