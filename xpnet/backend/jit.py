@@ -14,3 +14,25 @@ def jit(fn, donate_argnums=()):
     # once, narrowly: a catch_warnings block per call costs more than a small step
     warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
     return jax.jit(fn, donate_argnums=tuple(donate_argnums))
+
+
+_device_keys: dict = {}  # array type -> how to get its device key
+
+
+def device_key(x):
+    """A hashable that differs for arrays on different devices, cheap enough for a per-call
+    signature (:func:`xpnet.compile`): a JAX array's ``sharding`` (its ``device`` property costs
+    microseconds; a single-device sharding names the device), else ``x.device`` (None if absent)."""
+    get = _device_keys.get(type(x))
+    if get is None:
+        is_jax = type(x).__module__.startswith(("jax", "jaxlib")) and hasattr(x, "sharding")
+        get = _device_keys[type(x)] = _sharding if is_jax else _device
+    return get(x)
+
+
+def _sharding(x):
+    return x.sharding
+
+
+def _device(x):
+    return getattr(x, "device", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import operator
 import warnings
 
 from .. import backend as B
@@ -81,9 +82,9 @@ class _Stale(Exception):
 def _signature_of(a):
     if isinstance(a, Tensor):
         d = a.data
-        return (type(d), tuple(d.shape), d.dtype, getattr(d, "device", None), a.requires_grad)
+        return (type(d), tuple(d.shape), d.dtype, B.device_key(d), a.requires_grad)
     if hasattr(a, "shape") and hasattr(a, "dtype"):
-        return (type(a), tuple(a.shape), a.dtype, getattr(a, "device", None))
+        return (type(a), tuple(a.shape), a.dtype, B.device_key(a))
     if isinstance(a, (tuple, list)):
         return (type(a),) + tuple(_signature_of(x) for x in a)
     try:
@@ -227,7 +228,7 @@ class Compiled:
         guards, relinks = _structure(end.links, [loc for loc, (s, _) in zip(reads, inputs) if s in program.live],
                                      [loc for loc, _ in writes])
         entry.replay = self._replay_fn(program, reads, writes, guards + grads_none, relinks, alias_locs,
-                                       ret_template, rec.checks, backend)
+                                       ret_template, rec.checks, backend, args, kwargs)
         for s, check in rec.checks:  # the traced (eager) run's own checks
             B.require(rec.values[s], check)
         return result
@@ -245,52 +246,61 @@ class Compiled:
         return a
 
     # ------------------------------------------------------------ replaying
-    def _replay_fn(self, program, reads, writes, guards, relinks, aliases, ret_template, checks, backend):
-        n_state = len(reads)
+    def _replay_fn(self, program, reads, writes, guards, relinks, aliases, ret_template, checks, backend, args,
+                   kwargs):
         n_writes = len(writes)
-        write_locs = [loc for loc, _ in writes]
+        write_sets = [loc.set for loc, _ in writes]
         n_ret = len(program.outputs) - n_writes - len(checks)
         checks = [check for _, check in checks]
         if backend.name == "jax":
-            run = self._jax_runner(program, n_state)
+            run = self._jax_runner(program, len(reads))
         else:
             run = program.straight()
         # asynchronous (JAX) or on an accelerator: reading a check's values would wait for the step,
         # so it is queued and read with the next read back (at the latest 64 steps later)
         defer = backend.name == "jax" or B.device_name(backend.device) != "cpu"
         pending = B._pending_checks
+        # the guards as bound getters and what each must return (``is``): an object, or None for a
+        # gradient that was None when the step began; a gradient that was not must not be None
+        same = [(loc.get, obj) for loc, obj in guards if obj.__class__ is not bool]
+        same += [(loc.get, None) for loc, was_none in guards if was_none is True]
+        same_get, same_obj = [g for g, _ in same], [o for _, o in same]
+        some_get = [loc.get for loc, was_none in guards if was_none is False]
+        nones = [None] * len(some_get)
+        alias_get = [(a.get, b.get) for a, b in aliases]
+        relink = [(loc.set, obj) for loc, obj in relinks]
+        # the arguments that are program inputs (fixed by the signature): (position or name, is a Tensor)
+        picks = [(i, isinstance(a, Tensor)) for i, a in enumerate(args) if _is_array_arg(a)]
+        kw_picks = [(k, isinstance(kwargs[k], Tensor)) for k in sorted(kwargs) if _is_array_arg(kwargs[k])]
+        is_, single = operator.is_, (ret_template.i if isinstance(ret_template, _Out) and ret_template.tensor
+                                     else None)
 
         def replay(args, kwargs):
-            for loc, obj in guards:
-                if (loc.get() is not obj) if obj.__class__ is not bool else ((loc.get() is None) is not obj):
-                    raise _Stale("/".join(map(_label, loc.path)))
-            for a, b in aliases:
-                if a.get() is not b.get():
-                    raise _Stale(f"{'/'.join(map(_label, a.path))} is no longer {'/'.join(map(_label, b.path))}")
+            if not all(map(is_, [g() for g in same_get], same_obj)) or any(map(is_, [g() for g in some_get], nones)):
+                raise _Stale(_stale_guard(guards))
+            for a, b in alias_get:
+                if a() is not b():
+                    raise _Stale(_stale_guard(guards, aliases))
             vals = [loc.get() for loc in reads]
-            for a in args:
-                if isinstance(a, Tensor):
-                    vals.append(a.data)
-                elif hasattr(a, "shape") and hasattr(a, "dtype"):
-                    vals.append(a)
-            for k in sorted(kwargs) if kwargs else ():
-                a = kwargs[k]
-                if isinstance(a, Tensor):
-                    vals.append(a.data)
-                elif hasattr(a, "shape") and hasattr(a, "dtype"):
-                    vals.append(a)
+            for i, tensor in picks:
+                vals.append(args[i].data if tensor else args[i])
+            for k, tensor in kw_picks:
+                vals.append(kwargs[k].data if tensor else kwargs[k])
             outs = run(*vals)
-            for loc, obj in relinks:
-                loc.set(obj)
-            for loc, v in zip(write_locs, outs):
-                loc.set(v)
-            for check, v in zip(checks, outs[n_writes + n_ret:]):
-                if defer:
-                    pending.append((v, check))
-                    if len(pending) >= 64:
-                        B.flush_checks()
-                else:
-                    B.require(v, check)
+            for set_, obj in relink:
+                set_(obj)
+            for set_, v in zip(write_sets, outs):
+                set_(v)
+            if checks:
+                for check, v in zip(checks, outs[n_writes + n_ret:]):
+                    if defer:
+                        pending.append((v, check))
+                        if len(pending) >= 64:
+                            B.flush_checks()
+                    else:
+                        B.require(v, check)
+            if single is not None:
+                return Tensor(outs[n_writes + single])
             return _fill(ret_template, outs[n_writes:n_writes + n_ret])
         return replay
 
@@ -305,19 +315,41 @@ class Compiled:
             donated = [i for i, s in enumerate(dev_in) if s in state_slots and s not in written
                        and program.kinds[s] == "state"]
         jitted = B.jit_compile(dev_fn, donated)
-        pos_in = {s: i for i, s in enumerate(in_slots)}
-        pos_host = {s: i for i, s in enumerate(host_outs)}
-        pick = [("in", pos_in[s]) if s in pos_in else ("host", pos_host[s]) for s in dev_in]
+        # the jitted function's arguments and the program's outputs as indices: into [*inputs, *host
+        # values] and into [*jitted results, *inputs, *host values]
+        n_in, n_dev = len(in_slots), len(dev_out)
+        pos = {s: n_in + i for i, s in enumerate(host_outs)}
+        pos.update({s: i for i, s in enumerate(in_slots)})
+        pick = [pos[s] for s in dev_in]
         pos_dev = {s: i for i, s in enumerate(dev_out)}
-        gather = [("dev", pos_dev[s]) if s in pos_dev else
-                  ("host", pos_host[s]) if s in pos_host else ("in", pos_in[s]) for s in out_slots]
+        gather = [pos_dev[s] if s in pos_dev else n_dev + pos[s] for s in out_slots]
+        if not any(i.host for i in program.instrs) and all(s in pos_dev or pos[s] < n_in for s in out_slots):
+            def run_inputs_only(*vals):  # no host values needed (no bias correction, no key): no host call
+                allv = [*jitted(*[vals[i] for i in pick]), *vals]
+                return [allv[i] for i in gather]
+            return run_inputs_only
 
         def run(*vals):
-            hv = host_fn(*vals)
-            dv = jitted(*[vals[i] if k == "in" else hv[i] for k, i in pick])
-            src = {"dev": dv, "host": hv, "in": vals}
-            return [src[k][i] for k, i in gather]
+            allv = [*vals, *host_fn(*vals)]
+            allv = [*jitted(*[allv[i] for i in pick]), *allv]
+            return [allv[i] for i in gather]
         return run
+
+
+def _is_array_arg(a) -> bool:
+    return isinstance(a, Tensor) or (hasattr(a, "shape") and hasattr(a, "dtype"))
+
+
+def _stale_guard(guards, aliases=()):
+    """The path of the first guard (or alias) that fails: the message of :class:`_Stale`."""
+    for loc, obj in guards:
+        now = loc.get()
+        if (now is not obj) if obj.__class__ is not bool else ((now is None) is not obj):
+            return "/".join(map(_label, loc.path))
+    for a, b in aliases:
+        if a.get() is not b.get():
+            return f"{'/'.join(map(_label, a.path))} is no longer {'/'.join(map(_label, b.path))}"
+    return "the step's structure"
 
 
 class _PathRead:
