@@ -120,11 +120,11 @@ def profile(program, f, args, repeats=200):
     import time
     from xpnet.compile.trace import Slot
     entry = next(iter(f.cache.values()))
-    free = dict(zip(entry.replay.__code__.co_freevars, (c.cell_contents for c in entry.replay.__closure__)))
+    reads = entry.replay.reads  # the Locations of the state inputs, in the program's order
     env = {}
-    for (s, _), loc in zip(program.inputs, free["reads"]):
+    for (s, _), loc in zip(program.inputs, reads):
         env[s] = loc.get()
-    for (s, _), a in zip(program.inputs[len(free["reads"]):], args):
+    for (s, _), a in zip(program.inputs[len(reads):], args):
         env[s] = a.data
 
     def value(t):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import collections
 import functools
 import operator
@@ -10,7 +11,7 @@ import warnings
 from .. import backend as B
 from ..autograd.tensor import Tensor, is_grad_enabled
 from .program import Program
-from .state import discover_roots, restore, snapshot, walk
+from .state import Location, discover_roots, restore, snapshot, walk
 from .trace import Recorder, TracedArray, TracedNumber, Unreplayable, recording
 
 __all__ = ["compile", "Compiled", "CompileError", "CompileWarning"]
@@ -248,63 +249,25 @@ class Compiled:
     # ------------------------------------------------------------ replaying
     def _replay_fn(self, program, reads, writes, guards, relinks, aliases, ret_template, checks, backend, args,
                    kwargs):
-        n_writes = len(writes)
-        write_sets = [loc.set for loc, _ in writes]
-        n_ret = len(program.outputs) - n_writes - len(checks)
-        checks = [check for _, check in checks]
+        n_in, n_out = len(program.inputs), len(program.outputs)
         if backend.name == "jax":
-            run = self._jax_runner(program, len(reads))
+            host, run, pick, gather, n_run = self._jax_runner(program, len(reads))
         else:
-            run = program.straight()
+            host, run, pick, gather, n_run = None, program.straight(), list(range(n_in)), list(range(n_out)), n_out
         # asynchronous (JAX) or on an accelerator: reading a check's values would wait for the step,
         # so it is queued and read with the next read back (at the latest 64 steps later)
         defer = backend.name == "jax" or B.device_name(backend.device) != "cpu"
-        pending = B._pending_checks
-        # the guards as bound getters and what each must return (``is``): an object, or None for a
-        # gradient that was None when the step began; a gradient that was not must not be None
-        same = [(loc.get, obj) for loc, obj in guards if obj.__class__ is not bool]
-        same += [(loc.get, None) for loc, was_none in guards if was_none is True]
-        same_get, same_obj = [g for g, _ in same], [o for _, o in same]
-        some_get = [loc.get for loc, was_none in guards if was_none is False]
-        nones = [None] * len(some_get)
-        alias_get = [(a.get, b.get) for a, b in aliases]
-        relink = [(loc.set, obj) for loc, obj in relinks]
         # the arguments that are program inputs (fixed by the signature): (position or name, is a Tensor)
         picks = [(i, isinstance(a, Tensor)) for i, a in enumerate(args) if _is_array_arg(a)]
-        kw_picks = [(k, isinstance(kwargs[k], Tensor)) for k in sorted(kwargs) if _is_array_arg(kwargs[k])]
-        is_, single = operator.is_, (ret_template.i if isinstance(ret_template, _Out) and ret_template.tensor
-                                     else None)
-
-        def replay(args, kwargs):
-            if not all(map(is_, [g() for g in same_get], same_obj)) or any(map(is_, [g() for g in some_get], nones)):
-                raise _Stale(_stale_guard(guards))
-            for a, b in alias_get:
-                if a() is not b():
-                    raise _Stale(_stale_guard(guards, aliases))
-            vals = [loc.get() for loc in reads]
-            for i, tensor in picks:
-                vals.append(args[i].data if tensor else args[i])
-            for k, tensor in kw_picks:
-                vals.append(kwargs[k].data if tensor else kwargs[k])
-            outs = run(*vals)
-            for set_, obj in relink:
-                set_(obj)
-            for set_, v in zip(write_sets, outs):
-                set_(v)
-            if checks:
-                for check, v in zip(checks, outs[n_writes + n_ret:]):
-                    if defer:
-                        pending.append((v, check))
-                        if len(pending) >= 64:
-                            B.flush_checks()
-                    else:
-                        B.require(v, check)
-            if single is not None:
-                return Tensor(outs[n_writes + single])
-            return _fill(ret_template, outs[n_writes:n_writes + n_ret])
-        return replay
+        picks += [(k, isinstance(kwargs[k], Tensor)) for k in sorted(kwargs) if _is_array_arg(kwargs[k])]
+        return _generate_replay(reads, picks, guards, aliases, host, run, pick, gather, n_run, relinks,
+                                [loc for loc, _ in writes], ret_template, [c for _, c in checks], defer)
 
     def _jax_runner(self, program, n_state):
+        """``(host, jitted, pick, gather, n_results)``: the host instructions as ``host(*inputs) ->
+        host values`` (None when there are none), the array instructions under ``jax.jit``, its
+        arguments as indices into [*inputs, *host values] and the program's outputs as indices
+        into [*jitted results, *inputs, *host values]."""
         host_fn, dev_fn, host_outs, dev_in, dev_out = program.split()
         in_slots = [s for s, _ in program.inputs]
         out_slots = [s for s, _ in program.outputs]
@@ -315,25 +278,16 @@ class Compiled:
             donated = [i for i, s in enumerate(dev_in) if s in state_slots and s not in written
                        and program.kinds[s] == "state"]
         jitted = B.jit_compile(dev_fn, donated)
-        # the jitted function's arguments and the program's outputs as indices: into [*inputs, *host
-        # values] and into [*jitted results, *inputs, *host values]
         n_in, n_dev = len(in_slots), len(dev_out)
         pos = {s: n_in + i for i, s in enumerate(host_outs)}
         pos.update({s: i for i, s in enumerate(in_slots)})
-        pick = [pos[s] for s in dev_in]
         pos_dev = {s: i for i, s in enumerate(dev_out)}
         gather = [pos_dev[s] if s in pos_dev else n_dev + pos[s] for s in out_slots]
-        if not any(i.host for i in program.instrs) and all(s in pos_dev or pos[s] < n_in for s in out_slots):
-            def run_inputs_only(*vals):  # no host values needed (no bias correction, no key): no host call
-                allv = [*jitted(*[vals[i] for i in pick]), *vals]
-                return [allv[i] for i in gather]
-            return run_inputs_only
-
-        def run(*vals):
-            allv = [*vals, *host_fn(*vals)]
-            allv = [*jitted(*[allv[i] for i in pick]), *allv]
-            return [allv[i] for i in gather]
-        return run
+        pick = [pos[s] for s in dev_in]
+        if not any(i.host for i in program.instrs) and all(p < n_in for p in pick + [g - n_dev for g in gather
+                                                                                     if g >= n_dev]):
+            host_fn = None  # nothing computed on the host (no bias correction, no key): no host call
+        return host_fn, jitted, pick, gather, n_dev
 
 
 def _is_array_arg(a) -> bool:
@@ -350,6 +304,77 @@ def _stale_guard(guards, aliases=()):
         if a.get() is not b.get():
             return f"{'/'.join(map(_label, a.path))} is no longer {'/'.join(map(_label, b.path))}"
     return "the step's structure"
+
+
+def _generate_replay(reads, picks, guards, aliases, host, run, pick, gather, n_run, relinks, write_locs,
+                     ret_template, checks, defer):
+    """One generated Python function ``replay(args, kwargs)`` for a traced step: check the guards
+    (each a constant container's entry compared by identity), read the state and the arguments,
+    call ``host`` (if any) and ``run``, write the results back, queue the checks, return the result.
+    The containers and objects are constants of the function, so a call costs one attribute or
+    item access per guard, read and write (no loop, no accessor call).
+
+    ``pick``: ``run``'s arguments as indices into [*inputs, *host values]; ``gather``: the program's
+    outputs (writes, returns, checks) as indices into [*run's ``n_run`` results, *inputs, *host values]."""
+    ns = {"Stale": _Stale, "Tensor": Tensor, "fill": _fill, "pending": B._pending_checks,
+          "flush": B.flush_checks, "require": B.require, "host": host, "run": run, "tpl": ret_template}
+    names = {}
+
+    def const(v):
+        if id(v) not in names:
+            names[id(v)] = f"k{len(names)}"
+            ns[names[id(v)]] = v
+        return names[id(v)]
+
+    def entry(loc):  # an expression for a Location's entry (readable and assignable)
+        if isinstance(loc.container, Tensor):
+            return f"{const(loc.container)}.{loc.key}"
+        key = repr(loc.key) if isinstance(loc.key, (str, int)) and not isinstance(loc.key, bool) else const(loc.key)
+        return f"{const(loc.container)}[{key}]"
+
+    def stale(message):
+        return f"raise Stale({const(message)})"
+
+    lines = ["def replay(args, kwargs):"]
+    for loc, obj in guards:
+        test = (f"{entry(loc)} is {'not ' if obj is False else ''}None" if obj.__class__ is bool
+                else f"{entry(loc)} is {const(obj)}")  # obj True/False: the gradient was None/not None
+        lines.append(f"    if not ({test}): {stale('/'.join(map(_label, loc.path)))}")
+    for a, b in aliases:
+        lines.append(f"    if {entry(a)} is not {entry(b)}: "
+                     + stale(f"{'/'.join(map(_label, a.path))} is no longer {'/'.join(map(_label, b.path))}"))
+    inputs = [entry(loc) if isinstance(loc, Location) else f"{const(loc)}.get()" for loc in reads]
+    inputs += [f"{'args' if isinstance(k, int) else 'kwargs'}[{k!r}]{'.data' if tensor else ''}"
+               for k, tensor in picks]
+    used = pick + [g - n_run for g in gather if g >= n_run]
+    for i, e in enumerate(inputs):  # an entry that the program does not use is not read (a PathRead is)
+        if i in used or host is not None or not isinstance(reads[i] if i < len(reads) else None, Location):
+            lines.append(f"    i{i} = {e}")
+    values = [f"i{i}" for i in range(len(inputs))] + [f"h[{j}]" for j in range(max(used + [0]) + 1 - len(inputs))]
+    if host is not None:
+        lines.append(f"    h = host({', '.join(values[:len(inputs)])})")
+    lines.append(f"    d = run({', '.join(values[i] for i in pick)})")
+    outs = [f"d[{g}]" if g < n_run else values[g - n_run] for g in gather]
+    for loc, obj in relinks:
+        lines.append(f"    {entry(loc)} = {const(obj)}")
+    for loc, e in zip(write_locs, outs):
+        if e not in values[:len(inputs)] or inputs[values.index(e)] != entry(loc):  # not put back where read
+            lines.append(f"    {entry(loc)} = {e}")
+    n_writes, n_checks = len(write_locs), len(checks)
+    rets = outs[n_writes:len(outs) - n_checks]
+    for check, e in zip(checks, outs[len(outs) - n_checks:]):
+        lines.append(f"    pending.append(({e}, {const(check)}))" if defer else f"    require({e}, {const(check)})")
+    if checks and defer:
+        lines.append("    if len(pending) >= 64:\n        flush()")
+    if isinstance(ret_template, _Out):
+        lines.append(f"    return {'Tensor(' if ret_template.tensor else '('}{rets[ret_template.i]})")
+    else:
+        lines.append(f"    return fill(tpl, [{', '.join(rets)}])")
+    source = "\n".join(lines) + "\n"
+    exec(builtins.compile(source, "<xpnet.compile replay>", "exec"), ns)
+    replay = ns["replay"]
+    replay.source, replay.reads = source, reads
+    return replay
 
 
 class _PathRead:
