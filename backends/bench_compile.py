@@ -9,7 +9,8 @@ initial weights, same fixed batch), plus ``compiled``: the same xpnet step throu
 ``xpnet.compile`` (traced at the second call, replayed from the third).  On
 ``--backend jax`` the floor is the step written by hand as one ``jax.jit``
 function of (params, batch) with the parameters donated (the MLP only: the CNN
-floor writes in place).  Contenders take turns in every repeat
+floor writes in place), and ``compiled_zgl`` is the compiled step with ``zero_grad()``
+at its end instead of its start (no gradient outlives the step, as in the floor).  Contenders take turns in every repeat
 (harness.interleaved); medians and ratios are printed.  Targets (issue 15):
 compiled within 1.10x of the NumPy floor, within 1.25x of the hand-written jax.jit step.
 """
@@ -33,7 +34,9 @@ from xpnet import optim  # noqa: E402
 from xpnet.nn import functional as F  # noqa: E402
 
 
-def compiled_contender(w, backend, X, Y, dtype="float32"):
+def compiled_contender(w, backend, X, Y, dtype="float32", zero_grad_last=False):
+    """The xpnet step through ``xpnet.compile``; ``zero_grad_last``: ``opt.zero_grad()`` at the end of
+    the step instead of the start, so that no gradient outlives the step (nor is returned by it)."""
     with xn.using(backend):
         xn.manual_seed(0)
         model = bench.xpnet_model(w, dtype)
@@ -41,10 +44,13 @@ def compiled_contender(w, backend, X, Y, dtype="float32"):
         opt = optim.SGD(model.parameters(), lr=w.lr) if w.opt == "sgd" else optim.Adam(model.parameters(), lr=w.lr)
 
     def step(x, y):
-        opt.zero_grad()
+        if not zero_grad_last:
+            opt.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+        if zero_grad_last:
+            opt.zero_grad()
         return loss
 
     f = xn.compile(step)
@@ -95,7 +101,9 @@ def measure(w, backend, repeats, number):
     syncs = {"xpnet": xc.sync}
     comp, csync, f = compiled_contender(w, backend, X, Y)
     contenders["compiled"], syncs["compiled"] = comp, csync
-    if backend.name == "jax":
+    if backend.name == "jax":  # also the step that ends with zero_grad(): no gradient returned
+        comp2, csync2, _ = compiled_contender(w, backend, X, Y, zero_grad_last=True)
+        contenders["compiled_zgl"], syncs["compiled_zgl"] = comp2, csync2
         if w.kind == "mlp" and w.opt == "sgd":
             contenders["floor"], syncs["floor"] = jax_floor(w, X, Y, init)
     elif device == "cpu":

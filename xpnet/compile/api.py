@@ -80,6 +80,9 @@ class _Stale(Exception):
     """The objects the program writes into are not those it was traced with."""
 
 
+_training = operator.attrgetter("training")
+
+
 def _signature_of(a):
     if isinstance(a, Tensor):
         d = a.data
@@ -105,6 +108,7 @@ class Compiled:
         self._roots = None
         self._modules = None
         self.cache: collections.OrderedDict = collections.OrderedDict()
+        self._recent = None  # the entry of the last call (the last in ``cache``)
         self.program = None
         self._warned = set()
         functools.update_wrapper(self, fn, updated=())
@@ -118,9 +122,10 @@ class Compiled:
         return self._roots
 
     def signature(self, args, kwargs):
-        self.roots()
+        if self._roots is None:
+            self.roots()
         kw = tuple((k, _signature_of(v)) for k, v in sorted(kwargs.items())) if kwargs else ()
-        return (tuple(map(_signature_of, args)), kw, tuple(m.training for m in self._modules), is_grad_enabled())
+        return (tuple(map(_signature_of, args)), kw, tuple(map(_training, self._modules)), is_grad_enabled())
 
     def __call__(self, *args, **kwargs):
         sig = self.signature(args, kwargs)
@@ -129,8 +134,9 @@ class Compiled:
             entry = self.cache[sig] = _Entry()
             while len(self.cache) > self.cache_size:
                 self.cache.popitem(last=False)
-        else:
+        elif entry is not self._recent:  # already the most recently used: nothing to move
             self.cache.move_to_end(sig)
+        self._recent = entry
         if entry.fallback is not None:
             return self.fn(*args, **kwargs)
         if entry.replay is not None:
