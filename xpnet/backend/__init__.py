@@ -27,7 +27,7 @@ from .arrays import (_host_copy, _pending_checks, as_array, backend_of, flush_ch
                      namespace_of, on_host, to_numpy, transfer)
 from .checks import check_indices, index_bounds, require  # noqa: F401
 from .dtypes import DTYPE_ALIASES, DTYPES, DType, dtype_name, dtype_name_or_none, isdtype, numpy_dtype, resolve_dtype  # noqa: F401
-from .jit import device_key, jit as jit_compile  # noqa: F401
+from .jit import device_key, jit as jit_compile, traceable  # noqa: F401
 from .memory import OutOfMemoryError, is_out_of_memory  # noqa: F401
 from .ops import (add_slices, add_slices_portable, assign, clip, clip_portable, index_zeros_set,  # noqa: F401
                   pad, scatter_add, scatter_add_portable, sign, sign_portable)

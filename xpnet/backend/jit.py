@@ -36,3 +36,17 @@ def _sharding(x):
 
 def _device(x):
     return getattr(x, "device", None)
+
+
+def traceable(fn, args) -> bool:
+    """Whether ``fn`` traces under ``jax.jit`` with arguments shaped like ``args`` (arrays, or host
+    numbers passed as they are): an abstract evaluation, nothing runs.  False when it cannot
+    (a host function that needs a concrete number, such as ``math.sqrt`` of a traced one)."""
+    import jax
+    spec = [jax.ShapeDtypeStruct(a.shape, a.dtype) if hasattr(a, "shape") and hasattr(a, "dtype") else a
+            for a in args]
+    try:
+        jax.eval_shape(fn, *spec)
+    except Exception:  # noqa: BLE001 - any failure to trace means: keep those numbers on the host
+        return False
+    return True

@@ -235,7 +235,7 @@ class Compiled:
         guards, relinks = _structure(end.links, [loc for loc, (s, _) in zip(reads, inputs) if s in program.live],
                                      [loc for loc, _ in writes])
         entry.replay = self._replay_fn(program, reads, writes, guards + grads_none, relinks, alias_locs,
-                                       ret_template, rec.checks, backend, args, kwargs)
+                                       ret_template, rec.checks, backend, args, kwargs, rec.values)
         for s, check in rec.checks:  # the traced (eager) run's own checks
             B.require(rec.values[s], check)
         return result
@@ -254,10 +254,10 @@ class Compiled:
 
     # ------------------------------------------------------------ replaying
     def _replay_fn(self, program, reads, writes, guards, relinks, aliases, ret_template, checks, backend, args,
-                   kwargs):
+                   kwargs, values):
         n_in, n_out = len(program.inputs), len(program.outputs)
         if backend.name == "jax":
-            host, run, pick, gather, n_run = self._jax_runner(program, len(reads))
+            host, run, pick, gather, n_run = self._jax_runner(program, len(reads), values)
         else:
             host, run, pick, gather, n_run = None, program.straight(), list(range(n_in)), list(range(n_out)), n_out
         # asynchronous (JAX) or on an accelerator: reading a check's values would wait for the step,
@@ -269,12 +269,16 @@ class Compiled:
         return _generate_replay(reads, picks, guards, aliases, host, run, pick, gather, n_run, relinks,
                                 [loc for loc, _ in writes], ret_template, [c for _, c in checks], defer)
 
-    def _jax_runner(self, program, n_state):
+    def _jax_runner(self, program, n_state, values):
         """``(host, jitted, pick, gather, n_results)``: the host instructions as ``host(*inputs) ->
         host values`` (None when there are none), the array instructions under ``jax.jit``, its
         arguments as indices into [*inputs, *host values] and the program's outputs as indices
-        into [*jitted results, *inputs, *host values]."""
-        host_fn, dev_fn, host_outs, dev_in, dev_out = program.split()
+        into [*jitted results, *inputs, *host values].  The host numbers that only the arrays use
+        (bias corrections) are computed inside the jitted function where they trace (``values``:
+        the slots' values at the trace, for that check)."""
+        host_fn, dev_fn, host_outs, dev_in, dev_out = program.split(numbers_on_device=True)
+        if any(i.host for i in program.instrs) and not B.traceable(dev_fn, [values[s] for s in dev_in]):
+            host_fn, dev_fn, host_outs, dev_in, dev_out = program.split()
         in_slots = [s for s, _ in program.inputs]
         out_slots = [s for s, _ in program.outputs]
         written = set(out_slots)
@@ -286,12 +290,12 @@ class Compiled:
         jitted = B.jit_compile(dev_fn, donated)
         n_in, n_dev = len(in_slots), len(dev_out)
         pos = {s: n_in + i for i, s in enumerate(host_outs)}
-        pos.update({s: i for i, s in enumerate(in_slots)})
+        pos_in = {s: i for i, s in enumerate(in_slots)}
+        pos.update(pos_in)
         pos_dev = {s: i for i, s in enumerate(dev_out)}
         gather = [pos_dev[s] if s in pos_dev else n_dev + pos[s] for s in out_slots]
         pick = [pos[s] for s in dev_in]
-        if not any(i.host for i in program.instrs) and all(p < n_in for p in pick + [g - n_dev for g in gather
-                                                                                     if g >= n_dev]):
+        if not any(i.name == "draw_keys" for i in program.instrs) and all(s in pos_in for s in host_outs):
             host_fn = None  # nothing computed on the host (no bias correction, no key): no host call
         return host_fn, jitted, pick, gather, n_dev
 

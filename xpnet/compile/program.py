@@ -222,12 +222,25 @@ class Program:
         self.source = src
         return g.compile(src, "run")
 
-    def split(self):
+    def split(self, numbers_on_device=False):
         """``(host, device, host_outs, dev_in)``: the host instructions as ``host(*inputs) -> values
         of host_outs`` and the array instructions as a pure ``device(*dev_in values) -> outputs``
-        (for ``jax.jit``: no host number or key draw inside it)."""
+        (for ``jax.jit``: no host number or key draw inside it).  ``numbers_on_device``: the device
+        function also computes the host numbers it uses (bias corrections) from the host inputs
+        (step counters, learning rates), so a call passes those few instead of every derived number;
+        the host keeps the key draws and what the outputs need (the new step counters)."""
         host = [i for i in self.instrs if i.host]
         dev = [i for i in self.instrs if not i.host]
+        dev_made = set()
+        if numbers_on_device:
+            need, keep = {s for s, _ in self.outputs}, []
+            for i in reversed(host):
+                if i.name == "draw_keys" or need.intersection(_outs(i)):
+                    keep.append(i)
+                    need |= _uses(i)
+            dev = [i for i in self.instrs if not i.host or i.name != "draw_keys"]
+            host = keep[::-1]
+            dev_made = {o for i in dev for o in _outs(i)}
         in_slots = [s for s, _ in self.inputs]
         host_made = {o for i in host for o in _outs(i)}
         host_in = {s for s in in_slots if self.kinds[s] == "host-input"}
@@ -238,7 +251,7 @@ class Program:
         out_slots = [s for s, _ in self.outputs]
         host_outs = sorted((dev_uses | set(out_slots)) & host_slots)
         dev_in = [s for s in in_slots if s not in host_slots and (s in dev_uses or s in out_slots)]
-        dev_in += [s for s in host_outs if s in dev_uses]
+        dev_in += [s for s in host_outs if s in dev_uses and s not in dev_made]
         g = _Gen()
         host_fn = g.compile(g.function("host", host, in_slots, host_outs), "host")
         g2 = _Gen()
