@@ -42,6 +42,9 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     buffers donated (``donate``).  ``cache_size`` signatures are kept (least
     recently used dropped).  With donation, arrays of the state taken before a call (a
     reference to ``p.data``) are invalid after it on JAX; ``donate=False`` keeps them.
+    What the step leaves behind is what the jitted function returns: a step that starts with
+    ``zero_grad()`` leaves the gradients in ``p.grad`` (as eager code does), so they are
+    returned; one that ends with ``zero_grad()`` returns none, the faster form on JAX.
 
     ``state``: the modules, optimizers and schedulers whose tensors and numbers the
     step reads and writes; by default those that ``fn`` reaches through its closure,
