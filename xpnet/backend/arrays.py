@@ -154,7 +154,8 @@ def flush_checks():
     _pending_checks.clear()
     values = [v for v, _ in checks]
     if array_api_compat.is_jax_array(values[0]):  # an eager concat on JAX: one compilation per count
-        host = [x for v in values for x in np.asarray(v).tolist()]
+        from .jit import read_back
+        host = [x for v in read_back(values) for x in v]
     else:
         xp = namespace_of(values[0])
         host = _host_copy(xp.concat([xp.astype(v, xp.float64) for v in values])).tolist()
