@@ -129,3 +129,159 @@ def test_trainer_precision(bk, precision):
     assert all(str(p.dtype).endswith("float32") for p in model.parameters())  # master weights stay float32
     with pytest.raises(ValueError, match="precision"):
         xn.Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), precision="8-mixed")
+
+
+# ------------------------------------------------------------------ the scaler in checkpoints
+
+def _mixed_trainer(bk, scaler_kw, callbacks_seed=0):
+    xn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    trainer = xn.Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.01), backend=bk,
+                         precision="16-mixed", verbose=0)
+    trainer.scaler = xn.GradScaler(**scaler_kw)  # a small growth_interval: the scale moves within the test
+    return trainer
+
+
+def _mixed_data():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((48, 4)).astype("float32")
+    return x, (x[:, 0] > 0).astype("int64") + (x[:, 1] > 0.5).astype("int64")
+
+
+class _StopAt(xn.train.Callback):
+    """Records the scale after every step; stops training (as Ctrl-C does) after global step ``step``."""
+
+    def __init__(self, step=None):
+        self.step, self.scales = step, {}
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.scales[self.trainer.global_step] = self.trainer.scaler.get_scale()
+        if self.trainer.global_step == self.step:
+            self.trainer.interrupted = True
+
+
+@pytest.mark.parametrize("interrupt_at", [9, 15])  # in the second and the third epoch (6 steps each)
+def test_trainer_resume_restores_the_scaler(bk, tmp_path, interrupt_at):
+    """An interrupted 16-mixed run resumed from its backup takes the steps, with the scales, of a run
+    never interrupted, and ends with its scale, growth tracker, weights and epoch losses (a fresh
+    scaler would start again at init_scale)."""
+    if bk.name in ("array_api_strict", "jax"):
+        pytest.skip(f"{bk.name}: float16 training is covered on numpy and torch (jax compiles every shape)")
+    kw = dict(init_scale=2.0 ** 20, growth_interval=3)  # 2**20 overflows float16 gradients: skips and backoffs
+    x, y = _mixed_data()
+    fit = dict(epochs=3, batch_size=8, seed=0)
+    straight, record = _mixed_trainer(bk, kw), _StopAt()
+    want = straight.fit(x, y, callbacks=[record], **fit).history["loss"]
+    assert len(set(record.scales.values())) >= 3  # the scale backs off and grows during the run
+
+    backup = xn.train.BackupAndRestore(tmp_path / "backup")
+    first = _mixed_trainer(bk, kw)
+    first.fit(x, y, callbacks=[backup, _StopAt(interrupt_at)], **fit)
+    assert first.interrupted and backup.path.exists()
+    assert first.scaler.get_scale() == record.scales[interrupt_at] != kw["init_scale"]  # restoring it matters
+
+    resumed, after = _mixed_trainer(bk, kw), _StopAt()
+    assert resumed.scaler.get_scale() == kw["init_scale"]
+    got = resumed.fit(x, y, callbacks=[backup, after], **fit).history["loss"]
+    assert after.scales == {s: v for s, v in record.scales.items() if s > interrupt_at}
+    assert resumed.scaler.state_dict() == straight.scaler.state_dict()
+    stopped_in = (interrupt_at - 1) // 6  # that epoch's mean loss covers only the steps after the resume
+    assert len(got) == len(want) and got[:stopped_in] == want[:stopped_in]  # from the saved history
+    assert got[stopped_in + 1:] == want[stopped_in + 1:]
+    for p, q in zip(resumed.model.parameters(), straight.model.parameters()):
+        np.testing.assert_array_equal(to_np(p), to_np(q))
+
+
+class _FakeScaler:
+    def __init__(self, state):
+        self.state = state
+
+    def state_dict(self):
+        return self.state
+
+
+GOOD = {"scale": 512.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 100, "_growth_tracker": 7}
+
+
+@pytest.mark.parametrize("bad, why", [
+    (None, "no GradScaler state"),
+    ({}, "empty"),
+    ({**GOOD, "scale": -1.0}, "scale is -1.0"),
+    ({**GOOD, "scale": math.inf}, "scale is inf"),
+    ({**GOOD, "scale": "big"}, "scale is 'big'"),
+    ({k: v for k, v in GOOD.items() if k != "_growth_tracker"}, "missing _growth_tracker"),
+    ({**GOOD, "growth_factor": 1.0}, "growth_factor is 1.0"),
+    ({**GOOD, "backoff_factor": 1.5}, "backoff_factor is 1.5"),
+    ({**GOOD, "growth_interval": 2.5}, "growth_interval is 2.5"),
+    ({**GOOD, "_growth_tracker": 100}, "_growth_tracker is 100"),
+    ([1, 2], "expected a dict"),
+])
+def test_checkpoint_refuses_a_missing_or_bad_scaler_state(tmp_path, bad, why):
+    m = nn.Linear(3, 2)
+    path = tmp_path / "c.safetensors"
+    xn.save(path, m, scaler=None if bad is None else _FakeScaler(bad))
+    target, scaler = nn.Linear(3, 2), xn.GradScaler(init_scale=64.0)
+    before, state = to_np(target.weight).copy(), scaler.state_dict()
+    with pytest.raises(xn.CheckpointError, match=why) as e:
+        xn.load(path, target, scaler=scaler)
+    assert str(path) in str(e.value)
+    np.testing.assert_array_equal(to_np(target.weight), before)  # nothing changed
+    assert scaler.state_dict() == state
+
+
+def test_checkpoint_round_trip_and_torch_state(tmp_path):
+    torch = pytest.importorskip("torch")
+    m = nn.Linear(3, 2)
+    path = tmp_path / "c.safetensors"
+    xn.save(path, m, scaler=_FakeScaler(dict(GOOD)))
+    scaler = xn.GradScaler()
+    xn.load(path, nn.Linear(3, 2), scaler=scaler)
+    assert scaler.state_dict() == GOOD and scaler.get_scale() == 512.0
+    xn.load(path, nn.Linear(3, 2))  # without a scaler the state is left in the file
+    off = xn.GradScaler(enabled=False)
+    xn.load(tmp_path / "c.safetensors", nn.Linear(3, 2), scaler=off)  # a disabled scaler has nothing to restore
+    assert off.state_dict() == {}
+    # PyTorch's GradScaler reads xpnet's state dict and the other way round (the same keys)
+    ts = torch.amp.GradScaler("cpu")
+    ts.load_state_dict(scaler.state_dict())
+    assert ts.state_dict() == GOOD
+    back = xn.GradScaler()
+    back.load_state_dict(ts.state_dict())
+    assert back.state_dict() == GOOD
+    with pytest.raises(RuntimeError, match="empty"):
+        back.load_state_dict({})
+    with pytest.raises(ValueError, match="backoff_factor"):
+        back.load_state_dict({**GOOD, "scale": 4.0, "backoff_factor": 0.0})
+    assert back.state_dict() == GOOD  # the refused state changed nothing
+
+
+def test_cli_precision_16_mixed_resumes_the_scaler(tmp_path, monkeypatch):
+    """``xpnet train --precision 16-mixed``: the scaler state goes in the checkpoints; a run stopped
+    in its second epoch and continued with ``--resume`` ends as the uninterrupted run."""
+    import json
+
+    from safetensors import safe_open
+
+    from xpnet import cli
+    args = ["train", "--dataset", "iris", "--epochs", "3", "--hidden", "16", "--precision", "16-mixed",
+            "--verbose", "0"]
+    assert cli.main([*args, "--out", str(tmp_path / "straight")]) == 0
+    step = xn.Trainer.train_step
+
+    def stop_at_7(self, *a, **k):
+        out = step(self, *a, **k)
+        if self.global_step == 7:
+            self.interrupted = True
+        return out
+
+    monkeypatch.setattr(xn.Trainer, "train_step", stop_at_7)
+    stopped = tmp_path / "stopped"
+    assert cli.main([*args, "--out", str(stopped)]) == cli.INTERRUPTED
+    with safe_open(str(stopped / "backup" / "backup.safetensors"), "np") as f:
+        assert json.loads(f.metadata()["scaler"])["scale"] == 65536.0
+    monkeypatch.setattr(xn.Trainer, "train_step", step)
+    assert cli.main(["train", "--resume", str(stopped), "--verbose", "0"]) == 0
+    files = [safe_open(str(tmp_path / run / "last.safetensors"), "np") for run in ("straight", "stopped")]
+    assert files[0].metadata()["scaler"] == files[1].metadata()["scaler"]
+    for k in files[0].keys():
+        np.testing.assert_array_equal(files[0].get_tensor(k), files[1].get_tensor(k), err_msg=k)

@@ -595,8 +595,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path, epoch, weights_only=False, resumable=False):
-        """Write the model (and unless ``weights_only`` the optimizer, scheduler, RNG and
-        history; with ``resumable`` the data order too) to ``path`` atomically.  ``epoch`` is
+        """Write the model (and unless ``weights_only`` the optimizer, scheduler, GradScaler
+        (``precision="16-mixed"``), RNG and history; with ``resumable`` the data order too) to
+        ``path`` atomically.  ``epoch`` is
         the number of finished epochs, i.e. the epoch to run next."""
         from .. import checkpoint
         result = None
@@ -608,16 +609,18 @@ class Trainer:
                     meta = {"history": self.history.history, "history_epochs": self.history.epoch}
                     result = checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
                                              step=self.global_step, loader=self.loader if resumable else None,
-                                             metadata=meta)
+                                             metadata=meta, scaler=self.scaler)
         finally:
             self.parallel.after_save()  # also when the save failed, so that no rank is left waiting
         return result
 
     def restore(self, path):
-        """Load a checkpoint written by :meth:`save_checkpoint` and continue from it."""
+        """Load a checkpoint written by :meth:`save_checkpoint` and continue from it (with
+        ``precision="16-mixed"`` the GradScaler's scale and growth tracker too: a file without
+        them is a CheckpointError, and nothing is changed)."""
         from .. import checkpoint
         info = checkpoint.load(path, self.model, self.optimizer, self.scheduler, loader=self.loader,
-                               check=_check_history)
+                               check=_check_history, scaler=self.scaler)
         self.epoch = info["epoch"] or 0
         self.global_step = info["step"] or 0
         meta = info.get("metadata") or {}
