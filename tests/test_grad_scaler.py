@@ -285,3 +285,84 @@ def test_cli_precision_16_mixed_resumes_the_scaler(tmp_path, monkeypatch):
     assert files[0].metadata()["scaler"] == files[1].metadata()["scaler"]
     for k in files[0].keys():
         np.testing.assert_array_equal(files[0].get_tensor(k), files[1].get_tensor(k), err_msg=k)
+
+
+# ------------------------------------------------------------------ autocast: every matrix-product entry point
+
+def _autocast_cases(xn_F, tF):
+    """name -> (xpnet function, torch function, input shapes): the entry points of PyTorch's autocast
+    op lists that xpnet has (the ``@`` operator both ways, matmul, linear, the convolutions, prelu,
+    scaled_dot_product_attention), and bilinear, which PyTorch's autocast leaves in float32."""
+    return {
+        "a @ b": (lambda a, b: a @ b, lambda a, b: a @ b, [(2, 3, 5), (5, 4)]),
+        "a @ b (1-D)": (lambda a, b: a @ b, lambda a, b: a @ b, [(5,), (5,)]),
+        "b.__rmatmul__(a)": (lambda a, b: b.__rmatmul__(a), lambda a, b: b.__rmatmul__(a), [(3, 5), (5, 2)]),
+        "a.matmul(b)": (lambda a, b: a.matmul(b), lambda a, b: a.matmul(b), [(4, 5), (2, 5, 3)]),
+        "xn.matmul": (xn.matmul, _torch().matmul, [(3, 5), (5, 2)]),
+        "linear": (xn_F.linear, tF.linear, [(2, 5), (3, 5), (3,)]),
+        "conv1d": (xn_F.conv1d, tF.conv1d, [(1, 2, 7), (3, 2, 3), (3,)]),
+        "conv2d": (xn_F.conv2d, tF.conv2d, [(1, 2, 5, 5), (3, 2, 3, 3), (3,)]),
+        "conv3d": (xn_F.conv3d, tF.conv3d, [(1, 2, 4, 4, 4), (2, 2, 2, 2, 2), (2,)]),
+        "conv_transpose1d": (xn_F.conv_transpose1d, tF.conv_transpose1d, [(1, 2, 5), (2, 3, 3), (3,)]),
+        "conv_transpose2d": (xn_F.conv_transpose2d, tF.conv_transpose2d, [(1, 2, 4, 4), (2, 3, 3, 3), (3,)]),
+        "conv_transpose3d": (xn_F.conv_transpose3d, tF.conv_transpose3d, [(1, 2, 3, 3, 3), (2, 2, 2, 2, 2), (2,)]),
+        "prelu": (xn_F.prelu, tF.prelu, [(2, 3, 4), (3,)]),
+        "scaled_dot_product_attention": (xn_F.scaled_dot_product_attention, tF.scaled_dot_product_attention,
+                                         [(1, 2, 4, 8), (1, 2, 4, 8), (1, 2, 4, 8)]),
+        "bilinear": (xn_F.bilinear, tF.bilinear, [(2, 3), (2, 4), (5, 3, 4), (5,)]),
+    }
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_autocast_entry_points_follow_torch(bk, dtype):
+    """Under autocast each entry point gives PyTorch's output dtype (torch.autocast on the CPU), values
+    close to PyTorch's, and float32 gradients for float32 inputs."""
+    torch = _torch()
+    if (dtype == "bfloat16" and bk.name not in ("torch", "jax")) or bk.name == "array_api_strict":
+        pytest.skip(f"{bk.name} has no {dtype} arrays")
+    from xpnet.nn import functional as F
+    rng = np.random.default_rng(0)
+    tdtype = getattr(torch, dtype)
+    for name, (fx, ft, shapes) in _autocast_cases(F, torch.nn.functional).items():
+        arrays = [rng.uniform(-1, 1, s).astype("float32") for s in shapes]
+        tins = [torch.tensor(a, requires_grad=True) for a in arrays]
+        with torch.autocast("cpu", dtype=tdtype):
+            want = ft(*tins)
+        want.float().sum().backward()
+        xins = [xn.tensor(a, requires_grad=True) for a in arrays]
+        if name == "b.__rmatmul__(a)":
+            xins[0] = xn.tensor(arrays[0]).data  # a raw array on the left
+        with xn.autocast(dtype=dtype):
+            got = fx(*xins)
+        assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1], name
+        np.testing.assert_allclose(to_np(got.astype("float32")), want.detach().float().numpy(),
+                                   atol=0.03 * float(want.detach().abs().max()), err_msg=name)
+        got.astype("float32").sum().backward()
+        for x, t in zip(xins, tins):
+            if isinstance(x, xn.Tensor):
+                assert str(x.grad.dtype).endswith("float32"), name
+                np.testing.assert_allclose(to_np(x.grad), t.grad.numpy(), atol=0.03 * float(t.grad.abs().max()) + 1e-3,
+                                           err_msg=name)
+
+
+def test_autocast_leaves_float64_integers_and_constant_products(bk):
+    """As PyTorch's autocast: float64 and integer operands are not cast; interpolation, adaptive
+    average pooling and embedding_bag (products with constant matrices) keep their input's dtype."""
+    if bk.name not in ("torch", "jax"):
+        pytest.skip("bfloat16 on torch and jax")
+    from xpnet.nn import functional as F
+    a = xn.tensor(np.ones((2, 3)))
+    i = xn.tensor(np.ones((2, 2), dtype="int64"))
+    x = xn.tensor(np.ones((1, 2, 4, 4), dtype="float32"))
+    w = xn.tensor(np.ones((5, 3), dtype="float32"))
+    with xn.autocast(dtype="bfloat16"):
+        assert str((a @ a.T).dtype).endswith("float64") and str(F.linear(a, a).dtype).endswith("float64")
+        assert str((i @ i).dtype).endswith("int64")
+        assert str(F.interpolate(x, scale_factor=2, mode="bilinear").dtype).endswith("float32")
+        assert str(F.adaptive_avg_pool2d(x, 3).dtype).endswith("float32")
+        assert str(F.embedding_bag(xn.tensor(np.array([[0, 1]])), w).dtype).endswith("float32")
+        assert str((x @ x).dtype).endswith("bfloat16")

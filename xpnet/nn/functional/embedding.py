@@ -121,7 +121,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type: float =
     Output: (B, embedding_dim).  Bags are formed on the device with a (B, T) membership mask,
     so nothing is read back to the host.  ``max_norm`` and ``scale_grad_by_freq`` are not supported.
     """
-    from ...autograd.functions import matmul, max as amax, reshape, where
+    from ...autograd.functions import _matmul, max as amax, reshape, where
     who = "embedding_bag"
     if mode not in ("sum", "mean", "max"):
         raise ValueError(f"{who}: mode={mode!r} is not supported: expected 'sum', 'mean' or 'max'")
@@ -167,7 +167,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type: float =
         picked = where(member[:, :, None], reshape(emb, (1,) + tuple(emb.shape)), neg)
         best = amax(picked, 1)
         return where(xp.any(member, axis=1)[:, None], best, 0.0)
-    out = matmul(m, emb)  # (B, D)
+    out = _matmul(m, emb)  # (B, D): in the weight's dtype under autocast too (as PyTorch)
     if mode == "mean":
         count = xp.sum(m, axis=1, keepdims=True)
         out = out / xp.where(count > 0, count, xp.ones_like(count))

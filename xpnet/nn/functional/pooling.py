@@ -13,7 +13,7 @@ import functools
 import math
 
 from ... import backend as B
-from ...autograd.functions import concat, getitem, matmul, max as amax, permute, reshape, sum, unsqueeze
+from ...autograd.functions import _matmul, concat, getitem, max as amax, permute, reshape, sum, unsqueeze
 from ...autograd.tensor import Function, Tensor, _raw
 from .conv import Fold, Geometry, Unfold, _batched, _ntuple, _unfold
 
@@ -183,7 +183,7 @@ def _adaptive_avg(input, output_size, nd, name):
     y = x
     for d in range(nd):  # separable: one small averaging matrix per spatial axis
         if outs[d] != sizes[d]:
-            y = _along(y, 2 + d, lambda t: matmul(t, _averaging(sizes[d], outs[d], x, True)))
+            y = _along(y, 2 + d, lambda t: _matmul(t, _averaging(sizes[d], outs[d], x, True)))  # not autocast
     return reshape(y, tuple(y.shape[1:])) if unbatched else y
 
 
