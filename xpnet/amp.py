@@ -151,11 +151,13 @@ class GradScaler:
 
 
 class autocast:
-    """``with xpnet.autocast(dtype="bfloat16"):`` (or ``"float16"``) runs ``linear`` and the
-    convolutions in that dtype, and softmax, log-softmax, batch/layer/group norm and the losses
-    in float32, as ``torch.autocast``'s op lists.  Parameters stay float32 and get float32
-    gradients (the casts are differentiable).  Also a decorator.  ``device_type`` is accepted
-    for PyTorch compatibility (the dtype alone decides here)."""
+    """``with xpnet.autocast(dtype="bfloat16"):`` (or ``"float16"``) runs ``matmul`` and the ``@``
+    operator, ``linear``, the convolutions and ``prelu`` in that dtype, and softmax, log-softmax,
+    batch/layer/group norm and the losses in float32, as ``torch.autocast``'s op lists.  Only
+    float32 (and the other low dtype) operands are cast: float64 and integers are left alone, as
+    PyTorch's.  Parameters stay float32 and get float32 gradients (the casts are differentiable).
+    Also a decorator.  ``device_type`` is accepted for PyTorch compatibility (the dtype alone
+    decides here).  Raises ValueError for a dtype other than float16 or bfloat16."""
 
     def __init__(self, device_type: str = "cpu", dtype="bfloat16", enabled: bool = True, cache_enabled=None):
         name = B.dtype_name(dtype) if not isinstance(dtype, str) else dtype
