@@ -324,10 +324,14 @@ def test_autocast_entry_points_follow_torch(bk, dtype):
     torch = _torch()
     if (dtype == "bfloat16" and bk.name not in ("torch", "jax")) or bk.name == "array_api_strict":
         pytest.skip(f"{bk.name} has no {dtype} arrays")
+    if bk.name == "jax" and dtype == "float16":
+        pytest.skip("jax: bfloat16 covers it (each shape compiles)")
     from xpnet.nn import functional as F
     rng = np.random.default_rng(0)
     tdtype = getattr(torch, dtype)
     for name, (fx, ft, shapes) in _autocast_cases(F, torch.nn.functional).items():
+        if bk.name == "jax" and name not in ("a @ b", "b.__rmatmul__(a)", "linear", "bilinear"):
+            continue  # jax: a few (each shape compiles)
         arrays = [rng.uniform(-1, 1, s).astype("float32") for s in shapes]
         tins = [torch.tensor(a, requires_grad=True) for a in arrays]
         with torch.autocast("cpu", dtype=tdtype):
