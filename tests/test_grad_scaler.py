@@ -370,3 +370,48 @@ def test_autocast_leaves_float64_integers_and_constant_products(bk):
         assert str(F.adaptive_avg_pool2d(x, 3).dtype).endswith("float32")
         assert str(F.embedding_bag(xn.tensor(np.array([[0, 1]])), w).dtype).endswith("float32")
         assert str((x @ x).dtype).endswith("bfloat16")
+
+
+def test_autocast_losses_follow_torch(bk):
+    """Under autocast, low-precision inputs give each loss PyTorch's result dtype (float32 for those of
+    its autocast lists; the input's for multilabel_soft_margin, triplet_margin_with_distance and
+    gaussian_nll), and values close to PyTorch's."""
+    torch = _torch()
+    if bk.name != "torch":
+        pytest.skip("bfloat16 on torch (jax has it too, but each loss compiles; the casts are backend-neutral)")
+    from xpnet.nn import functional as F
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 3))
+    y = np.array([1.0, -1.0, 1.0, -1.0])
+    yi, ml = np.array([0, 1, 2, 1]), np.array([[0, 1, -1], [2, -1, 0], [1, -1, 0], [0, -1, 0]])
+    lp = np.log(rng.dirichlet(np.ones(4), size=(5, 1)))
+    cases = {  # name -> (call with the functional module and a converter of floats to bfloat16 tensors)
+        "cosine_embedding_loss": lambda f, t: f.cosine_embedding_loss(t(a), t(b), t(y)),
+        "margin_ranking_loss": lambda f, t: f.margin_ranking_loss(t(a[:, 0]), t(b[:, 0]), t(y)),
+        "hinge_embedding_loss": lambda f, t: f.hinge_embedding_loss(t(a[:, 0]), t(y)),
+        "multi_margin_loss": lambda f, t: f.multi_margin_loss(t(a), t(yi)),
+        "multilabel_margin_loss": lambda f, t: f.multilabel_margin_loss(t(a), t(ml)),
+        "multilabel_soft_margin_loss": lambda f, t: f.multilabel_soft_margin_loss(t(a), t((b > 0) * 1.0)),
+        "soft_margin_loss": lambda f, t: f.soft_margin_loss(t(a[:, 0]), t(y)),
+        "triplet_margin_loss": lambda f, t: f.triplet_margin_loss(t(a), t(b), t(2 * a)),
+        "triplet_margin_with_distance_loss": lambda f, t: f.triplet_margin_with_distance_loss(t(a), t(b), t(2 * a)),
+        "gaussian_nll_loss": lambda f, t: f.gaussian_nll_loss(t(a), t(b), t(np.ones((4, 3)))),
+        "poisson_nll_loss": lambda f, t: f.poisson_nll_loss(t(a), t(np.abs(b))),
+        "kl_div": lambda f, t: f.kl_div(t(a), t(np.abs(b)), reduction="batchmean"),
+        "ctc_loss": lambda f, t: f.ctc_loss(t(lp), t(np.array([[1, 2]])), [5], [2]),
+    }
+
+    def tt(v):
+        return torch.tensor(v) if v.dtype.kind == "i" else torch.tensor(v, dtype=torch.bfloat16)
+
+    def xt(v):
+        return xn.tensor(v) if v.dtype.kind == "i" else xn.tensor(v, dtype="bfloat16")
+
+    for name, call in cases.items():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            want = call(torch.nn.functional, tt)
+        with xn.autocast(dtype="bfloat16"):
+            got = call(F, xt)
+        assert str(got.dtype).split(".")[-1] == str(want.dtype).split(".")[-1], name
+        np.testing.assert_allclose(float(got.astype("float32").item()), float(want.float()), rtol=0.03, atol=0.02,
+                                   err_msg=name)
