@@ -245,7 +245,9 @@ class GraphedStep:
             if s_out in self._pos_dev and s_in not in written:
                 v = dv[self._pos_dev[s_out]]
                 seen = {id(w) for w in written.values()} | {id(a) for a in vals}
-                written[s_in] = v if id(v) not in seen or v is vals[self._pos_in[s_in]] else xp.asarray(v, copy=True)
+                fresh = id(v) not in seen or v is vals[self._pos_in[s_in]]
+                # (a NumPy operation on 0-d arrays returns a scalar, which cannot be written into)
+                written[s_in] = v if fresh and hasattr(v, "__setitem__") else xp.asarray(v, copy=True)
         scalars = {}  # dtype -> [(slot, index within the tuple or None)]
         self._bufs, self._copy_in = {}, []  # slot -> static value; (slot, buffer) refreshed per call
         for s in self.dev_in:
@@ -356,7 +358,7 @@ class Emulated:
     def capture(self, warm, body):
         warm()
         saved = [self.xp.asarray(s, copy=True) for s in self.statics]
-        outs = body()
+        outs = tuple(o if hasattr(o, "__setitem__") else self.xp.asarray(o, copy=True) for o in body())
         for s, v in zip(self.statics, saved):
             B.assign(s, v)
         keep = {id(s) for s in self.statics}
