@@ -68,8 +68,10 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     None (default) replays steps on CUDA arrays (CuPy, torch CUDA) as a CUDA graph, one
     launch per step, and elsewhere plainly; where a graph cannot be made (the reason is
     said in a one-time :class:`CompileWarning`) the plain replay runs.  True: graphs or a
-    :class:`CompileError`; False: never.  ``"emulate"``, for tests: the graph protocol
-    (static buffers, device scalars) emulated on any backend but JAX.  Under a graph the
+    :class:`CompileError` (at the trace, or at the first graphed call when the capture
+    fails); False: never.  ``"emulate"``, for tests: the graph protocol (static buffers,
+    device scalars) emulated on any backend but JAX.  On JAX ``jax.jit`` replays the step
+    and ``cuda_graphs`` is not used.  Under a graph the
     state is updated in place (``p.data`` keeps its buffer), and a gradient made by the step
     is overwritten by the next replay; returned values are copies.
     """
