@@ -105,6 +105,33 @@ def test_changing_host_numbers_are_device_scalars(cpu_bk):
     assert sum(buf.shape[0] for buf, _ in f.runner._scalars) >= 3
 
 
+def test_accumulation_with_a_constant_made_in_the_step(cpu_bk):
+    """Two micro-batches accumulate into .grad inside the step; ``xn.tensor(0.0)`` (an array made
+    from host data) is made before each launch and copied into its buffer."""
+    def run(mode):
+        xn.manual_seed(0)
+        m = _mlp()
+        opt = optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-3)
+
+        def step(x, y):
+            opt.zero_grad()
+            total = xn.tensor(0.0)
+            for part in (slice(0, 3), slice(3, 6)):
+                loss = F.cross_entropy(m(x[part]), y[part]) / 2
+                loss.backward()
+                total = total + loss.detach()
+            nn.utils.clip_grad_norm_(m.parameters(), 0.05)
+            opt.step()
+            return total
+        f = step if mode == "eager" else xn.compile(step, cuda_graphs=mode)
+        out = [f(xn.tensor(X), xn.tensor(Y)) for _ in range(STEPS)]
+        return [to_np(v) for v in out] + [to_np(p.data) for p in m.parameters()], f
+    eager, _ = run("eager")
+    graphed, f = run("emulate")
+    _same(eager, graphed)
+    assert f.runner.launches == STEPS - 3 and f.runner._copy_in  # the batch and the made constant
+
+
 def test_state_is_updated_in_place(cpu_bk):
     """After the capture a parameter keeps its buffer (the graph writes into it)."""
     xn.manual_seed(0)
