@@ -32,7 +32,6 @@ import pathlib
 import sys
 import warnings
 
-import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import bench  # noqa: E402
