@@ -91,6 +91,17 @@ def test_emulated_graph_equals_eager_bitwise(cpu_bk, case):
     _same(eager, graphed)
 
 
+def test_conv_net_with_adam(cpu_bk):
+    """A 1-D convolution (im2col, col2im sums) under the emulated graph: eager's numbers."""
+    make = lambda: ((m := nn.Sequential(nn.Conv1d(1, 4, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(),  # noqa: E731
+                                        nn.Linear(8, 3))), optim.Adam(m.parameters(), lr=1e-2), None)
+    batches = [(X[:, None, :], Y)] * STEPS
+    eager, _ = _train(make, "eager", batches=batches)
+    graphed, f = _train(make, "emulate", batches=batches)
+    assert f.runner.launches == STEPS - 3
+    _same(eager, graphed)
+
+
 def test_changing_host_numbers_are_device_scalars(cpu_bk):
     """The learning rate, Adam's bias corrections and the dropout keys are written into device
     scalars before each launch: without that the scheduler's change and fresh masks would be lost."""

@@ -87,7 +87,9 @@ def runner(program, backend, mode, reads, write_locs, failed):
         return GraphedStep(program, backend, eng, reads, write_locs, failed)
     except Unsupported as e:
         failed(str(e))
-        return program.straight()
+    except Exception as e:  # noqa: BLE001 -- a program this module does not handle: replay it plainly
+        failed(f"the program could not be split for a graph ({type(e).__name__}: {e})")
+    return program.straight()
 
 
 class _Probe:
