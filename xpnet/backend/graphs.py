@@ -18,8 +18,8 @@ no synchronous device-to-host transfer during the capture (a function that needs
 fails, and the capture is invalidated); the graph launches on any stream.  CuPy captures
 in the relaxed mode by default, because its memory pool may call ``cudaMalloc``; it has no
 capture on ROCm (HIP).  Memory allocated during the capture must stay reserved for the
-graph: torch gives each graph a private pool; here CuPy allocates from a
-``cupy.cuda.MemoryPool`` of the engine's own (``using_allocator``), never used elsewhere.
+graph: torch gives each graph a private pool; here CuPy captures allocate from a
+``cupy.cuda.MemoryPool`` used only by captures (``using_allocator``; see :class:`CupyGraphs`).
 Warm-up and capture run on the same stream (libraries cache handles per stream).
 Not verified on hardware in this work (no GPU was lent): see docs/benchmarks.md.
 """
@@ -45,8 +45,18 @@ def engine(backend):
     return None, f"{select.describe(backend)} has no CUDA graphs"
 
 
+_CUPY_POOLS: dict = {}  # device id -> the memory pool of every capture on it, kept for the process
+
+
 class CupyGraphs:
-    """Capture with ``cupy.cuda.Stream.begin_capture``/``end_capture``, launch ``Graph.launch``."""
+    """Capture with ``cupy.cuda.Stream.begin_capture``/``end_capture``, launch ``Graph.launch``.
+
+    Captures allocate from a pool used by nothing else, so that no later allocation gets
+    memory a graph writes into.  It lives as long as the process: an array made by a
+    capture (a gradient the step left in ``p.grad``) may outlive its graph, and CuPy frees
+    a pool's memory when the pool goes, whatever still points into it.  Each engine
+    captures on its own stream, and CuPy's pool hands a block freed on one stream only to
+    that stream, so two graphs never share their temporaries."""
 
     name = "cupy"
 
@@ -54,7 +64,10 @@ class CupyGraphs:
         import cupy
         self.cupy = cupy
         self.stream = cupy.cuda.Stream(non_blocking=True)
-        self.pool = cupy.cuda.MemoryPool()  # the graph's memory: kept as long as the graph
+        dev = cupy.cuda.Device().id
+        if dev not in _CUPY_POOLS:
+            _CUPY_POOLS[dev] = cupy.cuda.MemoryPool()
+        self.pool = _CUPY_POOLS[dev]
 
     def capture(self, warm, body):
         cp = self.cupy
