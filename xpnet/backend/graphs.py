@@ -53,8 +53,9 @@ class CupyGraphs:
 
     Captures allocate from a pool used by nothing else, so that no later allocation gets
     memory a graph writes into.  It lives as long as the process: an array made by a
-    capture (a gradient the step left in ``p.grad``) may outlive its graph, and CuPy frees
-    a pool's memory when the pool goes, whatever still points into it.  Each engine
+    capture (a gradient the step left in ``p.grad``) may outlive its graph, and in older CuPy
+    versions (``PooledMemory`` holding its pool by a weak reference only) a pool's memory
+    goes with the pool, whatever still points into it.  Each engine
     captures on its own stream, and CuPy's pool hands a block freed on one stream only to
     that stream, so two graphs never share their temporaries."""
 
