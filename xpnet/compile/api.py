@@ -7,8 +7,8 @@ import functools
 import warnings
 
 from .. import backend as B
-from . import graphs as _graphs
 from ..autograd.tensor import Tensor, is_grad_enabled
+from . import graphs as _graphs
 from .program import Program
 from .state import discover_roots, restore, snapshot, walk
 from .trace import Recorder, TracedArray, TracedNumber, Unreplayable, recording
@@ -71,9 +71,9 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     :class:`CompileError` (at the trace, or at the first graphed call when the capture
     fails); False: never.  ``"emulate"``, for tests: the graph protocol (static buffers,
     device scalars) emulated on any backend but JAX.  On JAX ``jax.jit`` replays the step
-    and ``cuda_graphs`` is not used.  Under a graph the
-    state is updated in place (``p.data`` keeps its buffer), and a gradient made by the step
-    is overwritten by the next replay; returned values are copies.
+    and ``cuda_graphs`` is not used.  Under a graph the state is updated in place (``p.data``
+    keeps its buffer), a gradient made by the step is overwritten by the next replay, and
+    returned values are copies.
     """
     if fn is None:
         return functools.partial(compile, state=state, strict=strict, cache_size=cache_size, donate=donate,
