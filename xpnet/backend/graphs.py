@@ -100,9 +100,15 @@ class CupyGraphs:
 
 
 class TorchGraphs:
-    """Capture with ``torch.cuda.graph`` (a private memory pool per graph), launch ``replay()``."""
+    """Capture with ``torch.cuda.graph`` (a private memory pool per graph), launch ``replay()``.
+
+    ``divides_by_reciprocal``: on CUDA, torch computes ``x / v`` for a host number ``v`` as
+    ``x * (1 / v)``, the reciprocal in the operation's float type
+    (``aten/src/ATen/native/cuda/BinaryDivTrueKernel.cu``), while a division by a device
+    scalar divides; a graph does the former to give eager's numbers."""
 
     name = "torch"
+    divides_by_reciprocal = True
 
     def __init__(self, device):
         import torch

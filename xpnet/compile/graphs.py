@@ -43,13 +43,14 @@ from __future__ import annotations
 import copy
 import functools
 import operator
+import struct
 
 from .. import backend as B
 from ..backend import random as _random
 from .program import _outs, _uses
 from .trace import Instr, Slot
 
-__all__ = ["runner", "GraphedStep", "Emulated", "Unsupported", "MODES"]
+__all__ = ["runner", "GraphedStep", "Emulated", "Unsupported", "MODES", "reciprocal"]
 
 MODES = (None, True, False, "emulate")
 _ARITHMETIC = {operator.add, operator.sub, operator.mul, operator.truediv, operator.floordiv, operator.mod,
@@ -94,12 +95,14 @@ def runner(program, backend, mode, reads, write_locs, failed):
 
 class _Probe:
     """A device operation that takes host numbers at ``positions``: on the first call (with
-    Python numbers) it notes the dtype of the array each number meets."""
+    Python numbers) it notes the dtype of the array each number meets.  ``reciprocal``: the
+    divisor's device scalar holds its reciprocal, and the division is a product (as the
+    library's eager division by a host number computes it)."""
 
-    __slots__ = ("fn", "positions", "notes")
+    __slots__ = ("fn", "notes", "positions", "reciprocal")
 
     def __init__(self, fn, positions, notes):
-        self.fn, self.positions, self.notes = fn, positions, notes
+        self.fn, self.positions, self.notes, self.reciprocal = fn, positions, notes, False
 
     def __call__(self, *args):
         if self.notes is not None:
@@ -107,7 +110,27 @@ class _Probe:
                 other = args[1 - pos]
                 self.notes.setdefault(slot, set()).add(
                     other.dtype if hasattr(other, "dtype") and hasattr(other, "shape") else type(other))
+        if self.reciprocal:
+            return args[0] * args[1]
         return self.fn(*args)
+
+    @property
+    def divisor(self):
+        """The host slot this operation divides by (None if it does not)."""
+        return self.positions[0][1] if self.fn is operator.truediv and self.positions[0][0] == 1 else None
+
+
+def _round32(v: float) -> float:
+    """``v`` rounded to the nearest float32 (as C's ``(float)v``)."""
+    return struct.unpack("f", struct.pack("f", v))[0]
+
+
+def reciprocal(v, dtype_name: str) -> float:
+    """What PyTorch on CUDA multiplies by for ``x / v`` with a host number ``v``
+    (``BinaryDivTrueKernel.cu``: ``opmath(1) / opmath(v)``): ``1 / float32(v)`` for float32
+    tensors (a float64 division rounded to float32 is the float32 division: 53 >= 2*24 + 2
+    bits), ``1 / v`` for float64 ones."""
+    return 1.0 / (_round32(v) if dtype_name == "float32" else float(v))
 
 
 def _device_program(program):
@@ -251,6 +274,7 @@ class GraphedStep:
                 # (a NumPy operation on 0-d arrays returns a scalar, which cannot be written into)
                 written[s_in] = v if fresh and hasattr(v, "__setitem__") else xp.asarray(v, copy=True)
         scalars = {}  # dtype -> [(slot, index within the tuple or None)]
+        dtype_of = {}
         self._bufs, self._copy_in = {}, []  # slot -> static value; (slot, buffer) refreshed per call
         for s in self.dev_in:
             if s in self._host:
@@ -264,7 +288,8 @@ class GraphedStep:
                     kinds = notes.get(s, set())
                     if len(kinds) != 1 or not isinstance(v, (int, float)) or isinstance(v, bool):
                         raise Unsupported(f"the host number %{s} ({v!r}) meets arrays of {len(kinds)} dtypes")
-                    scalars.setdefault(next(iter(kinds)), []).append((s, None))
+                    dtype_of[s] = next(iter(kinds))
+                    scalars.setdefault(dtype_of[s], []).append((s, None))
             elif self.program.kinds[s] == "state":
                 self._bufs[s] = written.get(s, vals[self._pos_in[s]])
             else:  # the batch: private buffers
@@ -281,6 +306,7 @@ class GraphedStep:
                 self._bufs[s] = tuple(v) if s in self._keys else v[0]
         for s_in, v in written.items():  # read and written, but the old value unused
             self._bufs.setdefault(s_in, v)
+        self._recip = self._reciprocals(dtype_of)
         self._write_scalars(hv)
         self._state_inputs = [(s, self._pos_in[s]) for s in self.dev_in
                               if s not in self._host and self.program.kinds[s] == "state"]
@@ -294,6 +320,24 @@ class GraphedStep:
             self.engine.statics = statics
         self.graph, self._outs = self.engine.capture(lambda: self._body({s: _copy(b, xp) for s, b in bufs.items()}),
                                                      lambda: self._body(bufs))
+
+    def _reciprocals(self, dtype_of):
+        """``{slot: dtype name}`` of the host numbers only ever divided by, when the engine's
+        library divides by a host number as a product with its reciprocal (torch on CUDA):
+        their device scalars hold the reciprocal and the divisions become products, so the
+        graph rounds as eager code does.  (A number also used otherwise keeps the division:
+        within an ulp of eager.)"""
+        if not getattr(self.engine, "divides_by_reciprocal", False):
+            return {}
+        only_divided = {}
+        for p in self._probes:
+            for _, slot in p.positions:
+                only_divided[slot] = only_divided.get(slot, True) and p.divisor == slot
+        names = {s: B.dtype_name(d) for s, d in dtype_of.items()}
+        recip = {s: names[s] for s, ok in only_divided.items() if ok and names.get(s) in ("float32", "float64")}
+        for p in self._probes:
+            p.reciprocal = p.divisor in recip
+        return recip
 
     def _body(self, bufs):
         """The device part on the buffers ``bufs`` (slot -> array), then the new state copied into them."""
@@ -312,7 +356,7 @@ class GraphedStep:
             values = []
             for s, i in entries:
                 v = hv[self._pos_host[s]]
-                values.append(v if i is None else v[i])
+                values.append(v[i] if i is not None else reciprocal(v, self._recip[s]) if s in self._recip else v)
             self.engine.write(buf, values)
 
     def _stage(self, vals, hv):
