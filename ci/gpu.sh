@@ -65,7 +65,9 @@ if want graphs; then
   # syncs per step (the whole suite of the tests stage includes these tests already), then the speed:
   # graphed vs plain replay vs eager xpnet vs torch eager CUDA vs a CUDA-graphed torch step.
   if [ "$stage" = graphs ]; then
-    XPNET_BACKEND=${XPNET_GPU_BACKEND:-cupy} python3 -m pytest -p no:cacheprovider -q ${XPNET_PYTEST_ARGS:-} \
+    workers=()
+    python3 -c "import xdist" 2>/dev/null && workers=(-n 8)
+    XPNET_BACKEND=${XPNET_GPU_BACKEND:-cupy} python3 -m pytest -p no:cacheprovider -q "${workers[@]}" ${XPNET_PYTEST_ARGS:-} \
       tests/test_compile_graphs.py tests/test_compile.py 2>&1 | tee "$out/pytest_graphs.log" | tail -n 30 || status=1
   fi
   python3 backends/bench_graphs.py --json "$out/bench_graphs.json" --markdown "$out/bench_graphs.md" 2>&1 \
