@@ -367,8 +367,8 @@ def test_cuda_graph_steps_do_not_wait_for_the_device(gpu_bk):
     assert np.all(np.isfinite([float(to_np(v)) for v in losses]))
 
 
-def test_graphs_are_the_default_on_cuda(gpu_bk):
-    """``xpnet.compile(step)`` on CUDA arrays replays as a graph without being asked."""
+def test_graphs_where_available_on_cuda(gpu_bk):
+    """``xpnet.compile(step, cuda_graphs=None)`` on CUDA arrays replays as a graph."""
     eager, _ = _train(CASES["sgd_momentum"], "eager")
     graphed, f = _train(CASES["sgd_momentum"], None)
     assert isinstance(f.runner, graphs.GraphedStep) and f.runner.plain is None and f.runner.launches == STEPS - 3

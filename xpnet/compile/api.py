@@ -27,7 +27,7 @@ class CompileWarning(UserWarning):
 
 
 def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, donate: bool = True,
-            cuda_graphs=None):
+            cuda_graphs=False):
     """A callable that gives ``fn``'s results by replaying a recording of it.
 
     ``fn`` takes tensors (or arrays and Python values) and is typically a whole
@@ -65,11 +65,12 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     (appending to a list, printing) happen on the eager calls only.
 
     ``cuda_graphs`` (:mod:`xpnet.compile.graphs`, like ``torch.compile(mode="reduce-overhead")``):
-    None (default) replays steps on CUDA arrays (CuPy, torch CUDA) as a CUDA graph, one
-    launch per step, and elsewhere plainly; where a graph cannot be made (the reason is
-    said in a one-time :class:`CompileWarning`) the plain replay runs.  True: graphs or a
+    False (default, until the graph replay has been verified on a GPU): the plain replay.
+    None: replay steps on CUDA arrays (CuPy, torch CUDA) as a CUDA graph, one launch per
+    step, and elsewhere plainly; where a graph cannot be made (the reason is said in a
+    one-time :class:`CompileWarning`) the plain replay runs.  True: graphs or a
     :class:`CompileError` (at the trace, or at the first graphed call when the capture
-    fails); False: never.  ``"emulate"``, for tests: the graph protocol (static buffers,
+    fails).  ``"emulate"``, for tests: the graph protocol (static buffers,
     device scalars) emulated on any backend but JAX.  On JAX ``jax.jit`` replays the step
     and ``cuda_graphs`` is not used.  Under a graph the state is updated in place (``p.data``
     keeps its buffer), a gradient made by the step is overwritten by the next replay, and
@@ -112,7 +113,7 @@ class Compiled:
     :class:`~xpnet.compile.program.Program` (None before the first trace); ``runner`` the
     function that replays it (a :class:`~xpnet.compile.graphs.GraphedStep` under a CUDA graph)."""
 
-    def __init__(self, fn, state, strict, cache_size, donate, cuda_graphs=None):
+    def __init__(self, fn, state, strict, cache_size, donate, cuda_graphs=False):
         self.fn, self.strict, self.cache_size, self.donate = fn, strict, cache_size, donate
         if cuda_graphs not in _graphs.MODES:
             raise ValueError(f"xpnet.compile: cuda_graphs={cuda_graphs!r}; expected None, True, False or 'emulate'")
