@@ -15,7 +15,7 @@ import itertools
 import math
 
 from ... import backend as B
-from ...autograd.functions import matmul, max as amax, permute, reshape, sum, take, take_along_axis, unsqueeze
+from ...autograd.functions import matmul, permute, reshape, sum, take, take_along_axis, unsqueeze
 from ...autograd.tensor import Function, Tensor, _raw
 from .conv import Fold, Geometry, Unfold, _batched, _ntuple, _unfold
 
@@ -257,7 +257,7 @@ def _adaptive_max(input, output_size, return_indices, nd, name):
         return y
     start = xp.reshape(xp.arange(P, dtype=xp.int64, device=B.array_api_compat.device(places)) * K, (1, 1, P))
     where = xp.reshape(xp.take(xp.reshape(places, (-1,)), xp.reshape(start + best, (-1,))), (N, C) + outs)
-    return y, Tensor(where[0] if unbatched else where)
+    return y, Tensor(where[0, ...] if unbatched else where)
 
 
 def adaptive_max_pool1d(input, output_size, return_indices: bool = False):
@@ -373,9 +373,6 @@ def _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_i
     """Max over windows of ``kernel_size`` whose starts follow :func:`_intervals`, one sample u in
     [0, 1) per (batch, channel, axis): ``_random_samples`` (N, C, nd), else drawn from ``generator``
     (default: the default generator).  The window indices are built on the host."""
-    import builtins
-    import itertools
-    from ...autograd.functions import take_along_axis
     x, unbatched = _batched(input, nd, name)
     N, C, sizes = x.shape[0], x.shape[1], tuple(x.shape[2:])
     k = _ntuple(kernel_size, nd, "kernel_size", name)
@@ -414,14 +411,14 @@ def _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_i
     xp = B.namespace_of(idx)
     idx = xp.reshape(idx, (N, C, P * K))
     g = reshape(take_along_axis(reshape(x, (N, C, math.prod(sizes))), idx, 2), (N, C, P, K))
-    y = reshape(amax(g, 3), (N, C) + out)
+    best = xp.argmax(_raw(g), axis=3)  # the first maximum (row-major), which gets the gradient, as PyTorch
+    y = reshape(take_along_axis(g, best[..., None], 3), (N, C) + out)
     if unbatched:
         y = reshape(y, tuple(y.shape[1:]))
     if not return_indices:
         return y
-    best = xp.argmax(_raw(g), axis=3)
     where = xp.reshape(xp.take_along_axis(xp.reshape(idx, (N, C, P, K)), best[..., None], axis=3), (N, C) + out)
-    return y, Tensor(where[0] if unbatched else where)
+    return y, Tensor(where[0, ...] if unbatched else where)
 
 
 def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=None, return_indices: bool = False,
