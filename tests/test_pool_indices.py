@@ -55,6 +55,8 @@ def test_adaptive_max_indices_match_torch(bk, nd, shape, out):
 def test_adaptive_max_indices_unpool(bk):
     """Adaptive indices name places of the input plane: MaxUnpool puts the maxima back (PyTorch)."""
     torch = pytest.importorskip("torch")
+    if bk.name == "jax":
+        pytest.skip("jax: test_adaptive_max_indices_match_torch has a case")
     x = RNG.standard_normal((2, 3, 6, 6))
     y, i = F.adaptive_max_pool2d(_t(x), 3, return_indices=True)
     ty, ti = torch.nn.functional.adaptive_max_pool2d(torch.tensor(x), 3, return_indices=True)
@@ -70,8 +72,8 @@ def test_adaptive_max_indices_unpool(bk):
 @pytest.mark.parametrize("nd", [1, 2, 3])
 def test_max_pool_indices_match_torch(bk, nd):
     torch = pytest.importorskip("torch")
-    if bk.name == "jax" and nd != 2:
-        pytest.skip("jax: one case")
+    if bk.name == "jax":
+        pytest.skip("jax: the indices are the same code on every backend (module_db samples run there)")
     x = np.round(RNG.standard_normal((2, 2) + (5, 6, 4)[:nd]) * 1.5)
     kw = dict(kernel_size=3, stride=2, padding=1, dilation=1, ceil_mode=True, return_indices=True)
     tm, xm = getattr(torch.nn, f"MaxPool{nd}d")(**kw), getattr(nn, f"MaxPool{nd}d")(**kw)
