@@ -99,6 +99,9 @@ def test_fractional_max_pool_indices_match_torch(bk, nd):
     tm = getattr(torch.nn, f"FractionalMaxPool{nd}d")(_random_samples=torch.tensor(s), **kw)
     xm = getattr(nn, f"FractionalMaxPool{nd}d")(_random_samples=_t(s), **kw)
     _compare(torch, tm, xm, x)
+    tm = getattr(torch.nn, f"FractionalMaxPool{nd}d")(_random_samples=torch.tensor(s[:1]), **kw)  # unbatched
+    xm = getattr(nn, f"FractionalMaxPool{nd}d")(_random_samples=_t(s[:1]), **kw)
+    _compare(torch, tm, xm, x[0])
 
 
 def test_adaptive_max_gradcheck(bk):
