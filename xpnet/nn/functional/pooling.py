@@ -261,17 +261,20 @@ def _adaptive_max(input, output_size, return_indices, nd, name):
 
 
 def adaptive_max_pool1d(input, output_size, return_indices: bool = False):
-    """Max pooling of (N, C, L) to ``output_size`` places."""
+    """Max pooling of (N, C, L) to ``output_size`` places. With ``return_indices`` also the int64 flat
+    index of each maximum within its channel's plane (PyTorch's, usable by ``max_unpool1d``)."""
     return _adaptive_max(input, output_size, return_indices, 1, "adaptive_max_pool1d")
 
 
 def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
-    """Max pooling of (N, C, H, W) to ``output_size``."""
+    """Max pooling of (N, C, H, W) to ``output_size``. With ``return_indices`` also the int64 flat
+    index of each maximum within its channel's plane (PyTorch's, usable by ``max_unpool2d``)."""
     return _adaptive_max(input, output_size, return_indices, 2, "adaptive_max_pool2d")
 
 
 def adaptive_max_pool3d(input, output_size, return_indices: bool = False):
-    """Max pooling of (N, C, D, H, W) to ``output_size``."""
+    """Max pooling of (N, C, D, H, W) to ``output_size``. With ``return_indices`` also the int64 flat
+    index of each maximum within its channel's plane (PyTorch's, usable by ``max_unpool3d``)."""
     return _adaptive_max(input, output_size, return_indices, 3, "adaptive_max_pool3d")
 
 
