@@ -122,6 +122,15 @@ def test_dropout_masks_equal_eager(bk):
     _compare(bk, lambda: ((m := _mlp(dropout=0.5)), optim.SGD(m.parameters(), lr=0.1), None), _plain_step)
 
 
+def test_dropout_masks_follow_the_process_stream(bk):
+    """In a distributed job (here rank 1's stream) replayed masks are that rank's eager masks."""
+    try:
+        xn.backend.set_process_stream(1)
+        _compare(bk, lambda: ((m := _mlp(dropout=0.5)), optim.SGD(m.parameters(), lr=0.1), None), _plain_step)
+    finally:
+        xn.backend.set_process_stream(0)
+
+
 def test_batchnorm_running_statistics(bk):
     f = _compare(bk, lambda: ((m := _mlp(bn=True)), optim.SGD(m.parameters(), lr=0.1), None), _plain_step)
     assert any("running_mean" in label for _, label in f.program.outputs)

@@ -8,6 +8,7 @@ import warnings
 
 from .. import backend as B
 from ..autograd.tensor import Tensor, is_grad_enabled
+from . import graphs as _graphs
 from .program import Program
 from .state import discover_roots, restore, snapshot, walk
 from .trace import Recorder, TracedArray, TracedNumber, Unreplayable, recording
@@ -25,7 +26,8 @@ class CompileWarning(UserWarning):
     """A compiled function falls back to eager execution (said once per reason)."""
 
 
-def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, donate: bool = True):
+def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, donate: bool = True,
+            cuda_graphs=False):
     """A callable that gives ``fn``'s results by replaying a recording of it.
 
     ``fn`` takes tensors (or arrays and Python values) and is typically a whole
@@ -61,10 +63,23 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     The returned tensors are detached.  Like ``torch.compile``, the function's
     Python code does not run on a replay: side effects other than array state
     (appending to a list, printing) happen on the eager calls only.
+
+    ``cuda_graphs`` (:mod:`xpnet.compile.graphs`, like ``torch.compile(mode="reduce-overhead")``):
+    False (default, until the graph replay has been verified on a GPU): the plain replay.
+    None: replay steps on CUDA arrays (CuPy, torch CUDA) as a CUDA graph, one launch per
+    step, and elsewhere plainly; where a graph cannot be made (the reason is said in a
+    one-time :class:`CompileWarning`) the plain replay runs.  True: graphs or a
+    :class:`CompileError` (at the trace, or at the first graphed call when the capture
+    fails).  ``"emulate"``, for tests: the graph protocol (static buffers,
+    device scalars) emulated on any backend but JAX.  On JAX ``jax.jit`` replays the step
+    and ``cuda_graphs`` is not used.  Under a graph the state is updated in place (``p.data``
+    keeps its buffer), a gradient made by the step is overwritten by the next replay, and
+    returned values are copies.
     """
     if fn is None:
-        return functools.partial(compile, state=state, strict=strict, cache_size=cache_size, donate=donate)
-    return Compiled(fn, state, strict, cache_size, donate)
+        return functools.partial(compile, state=state, strict=strict, cache_size=cache_size, donate=donate,
+                                 cuda_graphs=cuda_graphs)
+    return Compiled(fn, state, strict, cache_size, donate, cuda_graphs)
 
 
 class _Entry:
@@ -95,10 +110,14 @@ def _signature_of(a):
 
 class Compiled:
     """What :func:`compile` returns: call it like ``fn``; ``program`` is the last traced
-    :class:`~xpnet.compile.program.Program` (None before the first trace)."""
+    :class:`~xpnet.compile.program.Program` (None before the first trace); ``runner`` the
+    function that replays it (a :class:`~xpnet.compile.graphs.GraphedStep` under a CUDA graph)."""
 
-    def __init__(self, fn, state, strict, cache_size, donate):
+    def __init__(self, fn, state, strict, cache_size, donate, cuda_graphs=False):
         self.fn, self.strict, self.cache_size, self.donate = fn, strict, cache_size, donate
+        if cuda_graphs not in _graphs.MODES:
+            raise ValueError(f"xpnet.compile: cuda_graphs={cuda_graphs!r}; expected None, True, False or 'emulate'")
+        self.cuda_graphs, self.runner = cuda_graphs, None
         self._state = state
         self._roots = None
         self._modules = None
@@ -154,6 +173,15 @@ class Compiled:
         if reason not in self._warned:
             self._warned.add(reason)
             warnings.warn(f"xpnet.compile({name}) runs eagerly: {reason}", CompileWarning, stacklevel=3)
+
+    def _no_graph(self, reason):
+        """A CUDA graph was asked for and cannot be had: raise (``cuda_graphs=True``) or warn once."""
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        if self.cuda_graphs is True:
+            raise CompileError(f"xpnet.compile({name}, cuda_graphs=True): no CUDA graph: {reason}")
+        if reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(f"xpnet.compile({name}) replays without a CUDA graph: {reason}", CompileWarning, stacklevel=4)
 
     # ------------------------------------------------------------ tracing
     def _trace(self, entry, args, kwargs):
@@ -254,7 +282,8 @@ class Compiled:
         if backend.name == "jax":
             run = self._jax_runner(program, n_state)
         else:
-            run = program.straight()
+            run = _graphs.runner(program, backend, self.cuda_graphs, reads, write_locs, self._no_graph)
+        self.runner = run
         # asynchronous (JAX) or on an accelerator: reading a check's values would wait for the step,
         # so it is queued and read with the next read back (at the latest 64 steps later)
         defer = backend.name == "jax" or B.device_name(backend.device) != "cpu"

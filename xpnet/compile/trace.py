@@ -464,8 +464,9 @@ def _isdtype(orig, xp, dtype, kind):
 
 
 def _draw_keys(gen):
-    """The two 32-bit keys of one :meth:`Generator.bernoulli` draw (as the eager call draws them)."""
-    return tuple(int(k) for k in gen.host.integers(-2**31, 2**31, size=2))
+    """The two 32-bit keys of one :meth:`Generator.bernoulli` draw (as the eager call draws them,
+    in this process's stream)."""
+    return gen.mask_keys()
 
 
 def _bernoulli(self, shape, p: float, backend=None):
