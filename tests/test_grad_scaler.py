@@ -133,7 +133,7 @@ def test_trainer_precision(bk, precision):
 
 # ------------------------------------------------------------------ the scaler in checkpoints
 
-def _mixed_trainer(bk, scaler_kw, callbacks_seed=0):
+def _mixed_trainer(bk, scaler_kw):
     xn.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
     trainer = xn.Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.01), backend=bk,
