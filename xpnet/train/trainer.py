@@ -81,13 +81,18 @@ def _optimizer(optimizer, model):
 
 
 def _check_history(meta):
-    """Refuse a checkpoint whose saved History is malformed (before anything is loaded)."""
+    """Refuse a checkpoint whose saved History or running epoch loss is malformed (before
+    anything is loaded)."""
     meta = meta or {}
     history, epochs = meta.get("history", {}), meta.get("history_epochs", [])
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise ValueError("metadata 'history' is not a dict of lists of per-epoch values")
     if not isinstance(epochs, list) or not all(type(e) is int for e in epochs):
         raise ValueError("metadata 'history_epochs' is not a list of epoch numbers")
+    loss = meta.get("epoch_loss", [0.0, 0])
+    if (not isinstance(loss, list) or len(loss) != 2 or type(loss[1]) is not int or loss[1] < 0
+            or not isinstance(loss[0], (int, float)) or isinstance(loss[0], bool)):
+        raise ValueError("metadata 'epoch_loss' is not [sum of the epoch's step losses, number of steps]")
 
 
 def _precision(precision):
@@ -103,6 +108,19 @@ def _precision(precision):
     raise ValueError(f"Trainer: precision={precision!r} is not supported: expected '32-true', '16-mixed' or "
                      "'bf16-mixed'")
 
+
+
+class _EpochLoss:
+    """The running sum of an epoch's step losses: ``pending`` device scalars not read back yet,
+    ``total`` and ``count`` of those read.  ``mean`` is NaN before any step (an epoch resumed
+    after its last step from an older backup without the sum)."""
+
+    def __init__(self, total: float = 0.0, count: int = 0):
+        self.pending, self.total, self.count = [], total, count
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
 
 class Trainer:
     """Trains ``model`` with ``loss`` and ``optimizer`` on the best device.
@@ -156,6 +174,7 @@ class Trainer:
         self.clip_grad_norm, self.accumulate = clip_grad_norm, accumulate
         self.verbose = verbose if self.parallel.is_writer else 0
         self.epoch, self.global_step, self.step_in_epoch = 0, 0, 0
+        self._running, self._resumed_loss = None, (0.0, 0)  # the current epoch's loss (_EpochLoss)
         self.history = History()
         self.loader = None  # the training DataLoader of the latest fit
         self.results = {}  # the latest non-scalar metric values, e.g. a confusion matrix
@@ -365,7 +384,9 @@ class Trainer:
         resume = getattr(loader, "_resume", None)  # set when a checkpoint restored the loader mid-epoch
         start_step = self.step_in_epoch = resume[1] if resume else 0
         progress.start_epoch(epoch, n_batches, start_step)
-        pending, total, count, t0 = [], None, 0, time.perf_counter()
+        # the epoch's loss so far: a mid-epoch backup carries it, so the resumed epoch's mean covers every step
+        running = self._running = _EpochLoss(*(self._resumed_loss if resume else (0.0, 0)))
+        self._resumed_loss, t0 = (0.0, 0), time.perf_counter()
         try:
             for i, batch in enumerate(loader, start=start_step):
                 xb, yb = self._split(batch)
@@ -373,16 +394,15 @@ class Trainer:
                     cb.on_train_batch_begin(i)
                 self._window = min(self.accumulate, n_batches - i // self.accumulate * self.accumulate)
                 loss, out = self.train_step(xb, yb, last=i == n_batches - 1)
-                pending.append(loss.data)
+                running.pending.append(loss.data)
                 with no_grad():
                     for m in self.metrics:
                         m.update(out, yb)
                 for cb in cbs:
                     cb.on_train_batch_end(i, {"loss": loss})
-                if len(pending) >= every or i == n_batches - 1 or self.interrupted:
-                    total, count = self._drain(pending, i, total, count)
-                    pending = []
-                    progress.update(i + 1, total / count, time.perf_counter() - t0)
+                if len(running.pending) >= every or i == n_batches - 1 or self.interrupted:
+                    self._drain(running, i)
+                    progress.update(i + 1, running.mean, time.perf_counter() - t0)
                 if self.interrupted:
                     break
         except NonFiniteLoss:
@@ -391,7 +411,7 @@ class Trainer:
         if self.interrupted:
             progress.close()
             return None
-        logs = {"loss": total / max(count, 1), **self._scalars(self.metrics)}
+        logs = {"loss": running.mean, **self._scalars(self.metrics)}
         if val_loader is not None:
             logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader, _step="fit (validation)").items()})
         logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
@@ -405,15 +425,19 @@ class Trainer:
             cb.on_epoch_end(epoch, logs)
         return logs
 
-    def _drain(self, pending, last_step, total, count):
-        """Read the pending losses back in one transfer; stop at the first non-finite one."""
+    def _drain(self, running, last_step):
+        """Read the pending losses back in one transfer into ``running``; stop at the first
+        non-finite one."""
+        if not running.pending:
+            return
         xp = self.backend.xp
-        values = B.to_numpy(self.parallel.mean(xp.stack([xp.reshape(v, ()) for v in pending]))).tolist()
+        values = B.to_numpy(self.parallel.mean(xp.stack([xp.reshape(v, ()) for v in running.pending]))).tolist()
+        running.pending = []
         first = last_step - len(values) + 1
         for k, v in enumerate(values):
             if not math.isfinite(v):
                 self.nonfinite(first + k, v)
-        return (total or 0.0) + sum(values), count + len(values)
+        running.total, running.count = running.total + sum(values), running.count + len(values)
 
     def _catch_sigint(self):
         """Turn Ctrl-C into 'stop after this step' while fit runs (main thread only)."""
@@ -607,6 +631,10 @@ class Trainer:
                     result = checkpoint.save_weights(path, self.model)
                 else:
                     meta = {"history": self.history.history, "history_epochs": self.history.epoch}
+                    running = self._running
+                    if resumable and running is not None and epoch == self.epoch:  # saved mid-epoch
+                        self._drain(running, self.step_in_epoch - 1)
+                        meta["epoch_loss"] = [running.total, running.count]
                     result = checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
                                              step=self.global_step, loader=self.loader if resumable else None,
                                              metadata=meta, scaler=self.scaler)
@@ -626,5 +654,7 @@ class Trainer:
         meta = info.get("metadata") or {}
         self.history.history = {k: list(v) for k, v in meta.get("history", {}).items()}
         self.history.epoch = list(meta.get("history_epochs", []))
+        total, count = meta.get("epoch_loss", (0.0, 0))
+        self._resumed_loss = (float(total), int(count))
         self.log(f"Resumed from {path}: epoch {self.epoch + 1}, step {self.global_step}")
         return info
