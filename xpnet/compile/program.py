@@ -12,9 +12,10 @@ no Function and no graph walk: only the recorded calls.
 from __future__ import annotations
 
 import math
+import operator
 
 from .. import backend as B
-from .trace import Slot
+from .trace import GuardMiss, Slot, guard_check
 
 __all__ = ["Program"]
 
@@ -69,6 +70,9 @@ def _show(t) -> str:
     return _short(t)
 
 
+_OPS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+
 class _Gen:
     """Python source for a list of instructions, constants kept in a namespace."""
 
@@ -98,8 +102,10 @@ class _Gen:
             return "[" + ", ".join(self.expr(x) for x in t) + "]"
         return self.const(t)
 
-    def function(self, name, instrs, ins, outs) -> str:
+    def function(self, name, instrs, ins, outs, guards=None) -> str:
         lines = [f"def {name}({''.join(f's{i}, ' for i in ins)}):"]
+        for s, check in (guards or {}).items():  # before any call: a miss changes nothing
+            lines.append(f"    if not {self.const(check)}(s{s}):\n        raise {self.const(GuardMiss)}")
         # free each slot after its last use, as eager code drops its temporaries: the memory
         # allocator then hands the same (cache-warm) buffers back
         keep = set(outs)
@@ -161,6 +167,19 @@ def _fold_constants(recorder, inputs, outputs):
     recorder.folded = len(const)
 
 
+class _Values(dict):
+    """The traced value of every slot, as the mapping :func:`_substitute` takes."""
+
+    def __init__(self, values):
+        self.values = values
+
+    def get(self, i, default=None):
+        return self.values[i]
+
+    def __getitem__(self, i):
+        return self.values[i]
+
+
 def _substitute(template, const):
     if isinstance(template, Slot):
         return const.get(template.i, template)
@@ -171,6 +190,121 @@ def _substitute(template, const):
     if isinstance(template, dict):
         return {k: _substitute(v, const) for k, v in template.items()}
     return template
+
+
+# --------------------------------------------- array-api-compat wrappers resolved
+
+def _plain(ins, names=()):
+    """``ins``'s one array argument and its keyword arguments, if they are only ``names``."""
+    if len(ins.args) != 1 or not isinstance(ins.args[0], Slot) or set(ins.kwargs) - set(names):
+        return None
+    return ins.args[0]
+
+
+def _numpy_table(xp):
+    """NumPy: the compat namespace's Python wrappers and NumPy's own Python-level functions
+    replaced by the ufunc reductions and array methods they end in (same kernels, same order)."""
+    def reduction(ufunc):
+        def make(ins, v):
+            x = _plain(ins, ("axis", "keepdims"))
+            if x is None:
+                return None
+            return ufunc.reduce, (x,), {"axis": ins.kwargs.get("axis"), "keepdims": ins.kwargs.get("keepdims", False)}
+        return make
+
+    def method(name, kw=()):
+        def make(ins, v):
+            if set(ins.kwargs) - set(kw):
+                return None
+            return getattr(type(v), name), ins.args, ins.kwargs
+        return make
+
+    def expand_dims(ins, v):
+        x, axis, ndim = _plain(ins, ("axis",)), ins.kwargs.get("axis", 0), v.ndim
+        if x is None or not isinstance(axis, int) or not -ndim - 1 <= axis <= ndim:
+            return None
+        axis = axis % (ndim + 1)
+        return operator.getitem, (x, (slice(None),) * axis + (None,)), {}
+
+    return {"xp.sum": reduction(xp.add), "xp.max": reduction(xp.maximum), "xp.min": reduction(xp.minimum),
+            "xp.reshape": method("reshape"), "xp.permute_dims": method("transpose"),
+            "xp.astype": method("astype"), "xp.squeeze": method("squeeze", ("axis",)),
+            "xp.expand_dims": expand_dims, "xp.matmul": lambda ins, v: (operator.matmul, ins.args, {})
+            if not ins.kwargs and len(ins.args) == 2 else None}
+
+
+def _torch_table(xp):
+    """PyTorch: the compat namespace's wrappers replaced by the tensor methods they call."""
+    def reduction(name):
+        def make(ins, v):
+            x = _plain(ins, ("axis", "keepdims"))
+            axis = ins.kwargs.get("axis")
+            if x is None or axis is None or axis == ():
+                return None
+            return getattr(type(v), name), (x, axis), {"keepdim": ins.kwargs.get("keepdims", False)}
+        return make
+
+    def positional(name, kw):
+        def make(ins, v):
+            if kw is None and ins.kwargs or kw and (_plain(ins, (kw,)) is None or kw not in ins.kwargs):
+                return None
+            return getattr(type(v), name), ins.args + ((ins.kwargs[kw],) if kw else ()), {}
+        return make
+
+    def astype(ins, v):
+        if ins.kwargs or len(ins.args) != 2 or ins.args[1] == v.dtype:  # Tensor.to returns v itself then
+            return None
+        return type(v).to, ins.args, {}
+
+    return {"xp.sum": reduction("sum"), "xp.max": reduction("amax"), "xp.min": reduction("amin"),
+            "xp.reshape": positional("reshape", None), "xp.permute_dims": positional("permute", None),
+            "xp.expand_dims": positional("unsqueeze", "axis"), "xp.squeeze": positional("squeeze", "axis"),
+            "xp.astype": astype, "xp.matmul": lambda ins, v: (operator.matmul, ins.args, {})
+            if not ins.kwargs and len(ins.args) == 2 else None}
+
+
+_TABLES = {"numpy": _numpy_table, "torch": _torch_table}
+
+
+def _same(a, b) -> bool:
+    """Whether arrays ``a`` and ``b`` have the same type, dtype, shape and bytes."""
+    if type(a) is not type(b) or a.dtype != b.dtype or tuple(a.shape) != tuple(b.shape):
+        return False
+    return B.to_numpy(a).tobytes() == B.to_numpy(b).tobytes()
+
+
+def _resolve(instrs, values, backend):
+    """Replace calls through array-api-compat (and NumPy's Python-level functions) by the library's
+    own kernels or array methods (see the tables), each checked at the trace: it must give the
+    recorded result bitwise on the recorded arguments, else the call is kept as it was."""
+    make = _TABLES.get(backend.name)
+    if make is None:
+        return 0
+    table, n = make(backend.xp), 0
+    mt = operator.attrgetter("mT")
+    for ins in instrs:
+        if ins.name == ".mT":
+            ins.fn, n = mt, n + 1
+            continue
+        rule = table.get(ins.name)
+        if rule is None or ins.host or ins.inplace or not isinstance(ins.outs, int) or not ins.args \
+                or not isinstance(ins.args[0], Slot):
+            continue
+        x = values[ins.args[0].i]
+        if not hasattr(x, "dtype") or not B.on_host(x):
+            continue
+        try:
+            new = rule(ins, x)
+            if new is None:
+                continue
+            fn, args, kwargs = new
+            got = fn(*_substitute(args, values), **_substitute(kwargs, values))
+            if not _same(got, values[ins.outs]):
+                continue
+        except Exception:
+            continue
+        ins.fn, ins.args, ins.kwargs, n = fn, args, kwargs, n + 1
+    return n
 
 
 class Program:
@@ -186,6 +320,9 @@ class Program:
         self.backend = backend
         self.inputs, self.outputs = list(inputs), list(outputs)
         self.kinds = list(recorder.kinds)
+        # checks of the batch's bounds made before each replay (see trace.TracedBound)
+        self.guards = {s: guard_check(c) for s, c in (recorder.guards or {}).items() if c}
+        self._guard_conds = {s: list(c) for s, c in (recorder.guards or {}).items() if c}
         _fold_constants(recorder, {s for s, _ in self.inputs}, {s for s, _ in self.outputs})
         needed = {s for s, _ in self.outputs}
         kept = []
@@ -194,6 +331,7 @@ class Program:
                 kept.append(ins)
                 needed |= _uses(ins)
         self.instrs = kept[::-1]
+        self.resolved = _resolve(self.instrs, _Values(recorder.values), backend)
         self.recorded, self.folded = len(recorder.instrs), recorder.folded
         self.live = needed  # the slots the kept instructions and the outputs use
 
@@ -205,6 +343,9 @@ class Program:
                  f"({self.recorded - len(self.instrs)} recorded ones unused, {self.folded} computed once at the trace), "
                  f"{len(self.outputs)} outputs"]
         lines += [f"  in   %{s} = {label}" for s, label in self.inputs]
+        for s, conds in self._guard_conds.items():
+            lines.append(f"  guard %{s}: " + ", ".join(f"{('min', 'max')[i]} {_OPS.get(op.__name__, op.__name__)} {o!r}"
+                                                      f"{'' if r else ' is false'}" for i, op, o, r in conds))
         for ins in self.instrs:
             args = [_show(a) for a in ins.args] + [f"{k}={_show(v)}" for k, v in ins.kwargs.items()]
             o = ins.outs
@@ -218,7 +359,7 @@ class Program:
     def straight(self):
         """One function ``run(*input values) -> output values`` running every instruction in order."""
         g = _Gen()
-        src = g.function("run", self.instrs, [s for s, _ in self.inputs], [s for s, _ in self.outputs])
+        src = g.function("run", self.instrs, [s for s, _ in self.inputs], [s for s, _ in self.outputs], self.guards)
         self.source = src
         return g.compile(src, "run")
 
@@ -240,7 +381,7 @@ class Program:
         dev_in = [s for s in in_slots if s not in host_slots and (s in dev_uses or s in out_slots)]
         dev_in += [s for s in host_outs if s in dev_uses]
         g = _Gen()
-        host_fn = g.compile(g.function("host", host, in_slots, host_outs), "host")
+        host_fn = g.compile(g.function("host", host, in_slots, host_outs, self.guards), "host")
         g2 = _Gen()
         dev_out = [s for s in out_slots if s not in host_slots]
         dev_fn = g2.compile(g2.function("device", dev, dev_in, dev_out), "device")
