@@ -232,7 +232,8 @@ def test_item_inside_raises_with_strict(bk):
 
 
 def test_bad_labels_still_raise(bk):
-    """The label-range check is an output of the program, checked after the replay (CPU)."""
+    """On the host the label range is a guard read before the replay: a bad batch runs eagerly,
+    which raises before anything changes (elsewhere a check output of the program)."""
     if bk.name == "jax":
         pytest.skip("one JAX trace less")
     xn.manual_seed(0)
@@ -241,9 +242,26 @@ def test_bad_labels_still_raise(bk):
     f = xn.compile(_plain_step(m, opt, None))
     for _ in range(3):
         f(xn.tensor(X), xn.tensor(Y))
+    before = [to_np(p.data) for p in m.parameters()]
     with pytest.raises(IndexError, match="out of range"):
         f(xn.tensor(X), xn.tensor(np.where(Y == 0, 7, Y)))
         xn.backend.flush_checks()
+    if xn.backend.on_host(m[0].weight.data):
+        assert f.program.guards  # the range check is a guard, not an operation of the program
+        for p, b in zip(m.parameters(), before):
+            np.testing.assert_array_equal(to_np(p.data), b)
+
+
+def test_ignore_index_after_the_trace(bk):
+    """A batch with ignore_index targets after a trace without any: such calls run eagerly (the
+    program holds the plain path); after four of them the step is traced again, with the general path."""
+    if bk.name == "jax":
+        pytest.skip("one JAX trace less")
+    ignored = np.where(np.arange(6) % 3 == 0, -100, Y)
+    batches = [(X, Y)] * 3 + [(X, ignored), (X, Y)] + [(X, ignored)] * 4 + [(X, Y), (X, ignored)]
+    f = _compare(bk, lambda: ((m := _mlp()), optim.SGD(m.parameters(), lr=0.1), None), _plain_step,
+                 batches=batches)
+    assert f.program is not None and not f.program.guards  # traced again without guards
 
 
 def test_program_prints_one_line_per_operation(bk):
