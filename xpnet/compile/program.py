@@ -102,7 +102,7 @@ class _Gen:
             return "[" + ", ".join(self.expr(x) for x in t) + "]"
         return self.const(t)
 
-    def function(self, name, instrs, ins, outs, guards=None) -> str:
+    def function(self, name, instrs, ins, outs, guards=None, buffers=None) -> str:
         lines = [f"def {name}({''.join(f's{i}, ' for i in ins)}):"]
         for s, check in (guards or {}).items():  # before any call: a miss changes nothing
             lines.append(f"    if not {self.const(check)}(s{s}):\n        raise {self.const(GuardMiss)}")
@@ -117,9 +117,14 @@ class _Gen:
         for s, n in last.items():
             if s not in keep:
                 dead[n].append(s)
+        buffers = buffers or {}
         for n, ins_ in enumerate(instrs):
             f = self.const(ins_.fn)
             args = [self.expr(a) for a in ins_.args] + [f"{k}={self.expr(v)}" for k, v in ins_.kwargs.items()]
+            if ins_.outs in buffers:  # the same kind of call, writing into the slot's own buffer
+                fn, buf = buffers[ins_.outs]
+                f = self.const(fn)
+                args.append(f"out={self.const(buf)}")
             call = f"{f}({', '.join(args)})"
             o = ins_.outs
             if o is None:
@@ -307,6 +312,68 @@ def _resolve(instrs, values, backend):
     return n
 
 
+# ------------------------------------------------------- out= buffers (NumPy)
+
+_UFUNC_OF = {operator.add: "add", operator.sub: "subtract", operator.mul: "multiply", operator.truediv: "divide",
+             operator.gt: "greater", operator.ge: "greater_equal", operator.lt: "less", operator.le: "less_equal",
+             operator.eq: "equal", operator.ne: "not_equal", operator.neg: "negative"}
+
+
+_VIEWS = frozenset({".mT", "xp.reshape", "xp.permute_dims", "xp.squeeze", "xp.expand_dims", "getitem"})
+
+
+def _buffers(instrs, values, backend, escaping):
+    """``{slot: (function, buffer)}``: on NumPy, the temporaries that an elementwise operation, a
+    reduction or a matrix product makes, written instead into a buffer of their own, made once
+    and reused by every replay (``out=``).  Only for a slot that is no input or output of the
+    program and whose every use makes a new array (so no view of the buffer outlives the replay),
+    and where the ``out=`` call gives the traced result bitwise on the traced arguments."""
+    if backend.name != "numpy":
+        return {}
+    xp = backend.xp
+    ufunc = type(xp.add)
+    by_op = {op: getattr(xp, name) for op, name in _UFUNC_OF.items()}
+    by_op[operator.matmul] = xp.matmul  # array-api-compat's wrapper passes ``out`` on
+
+    def out_form(fn):
+        if fn in by_op:
+            return by_op[fn]
+        if isinstance(fn, ufunc) or (getattr(fn, "__name__", None) == "reduce" and isinstance(fn.__self__, ufunc)):
+            return fn
+        return None
+
+    users = {}
+    for ins in instrs:
+        for s in _uses(ins):
+            users.setdefault(s, []).append(ins)
+    safe = {}  # slot -> no view of it outlives the replay (its uses make new arrays, or safe views)
+    for ins in reversed(instrs):
+        for s in _outs(ins):
+            safe[s] = s not in escaping and all(
+                not u.inplace and not u.host and (out_form(u.fn) is not None
+                                                  or (u.name in _VIEWS and safe.get(u.outs, False)))
+                for u in users.get(s, ()))
+    array = type(xp.empty(0))
+    out = {}
+    for ins in instrs:
+        s = ins.outs
+        fn = out_form(ins.fn)
+        if fn is None or not isinstance(s, int) or not safe.get(s) or ins.inplace or ins.host:
+            continue
+        v = values[s]
+        if type(v) is not array or v.ndim < 1:
+            continue
+        try:
+            buf = xp.empty_like(v)
+            got = fn(*_substitute(ins.args, values), **_substitute(ins.kwargs, values), out=buf)
+            if got is not buf or not _same(got, v):
+                continue
+        except Exception:
+            continue
+        out[s] = (fn, buf)
+    return out
+
+
 class Program:
     """A traced step.
 
@@ -331,7 +398,9 @@ class Program:
                 kept.append(ins)
                 needed |= _uses(ins)
         self.instrs = kept[::-1]
-        self.resolved = _resolve(self.instrs, _Values(recorder.values), backend)
+        values = _Values(recorder.values)
+        self.resolved = _resolve(self.instrs, values, backend)
+        self.buffers = _buffers(self.instrs, values, backend, {s for s, _ in self.inputs} | {s for s, _ in self.outputs})
         self.recorded, self.folded = len(recorder.instrs), recorder.folded
         self.live = needed  # the slots the kept instructions and the outputs use
 
@@ -359,7 +428,8 @@ class Program:
     def straight(self):
         """One function ``run(*input values) -> output values`` running every instruction in order."""
         g = _Gen()
-        src = g.function("run", self.instrs, [s for s, _ in self.inputs], [s for s, _ in self.outputs], self.guards)
+        src = g.function("run", self.instrs, [s for s, _ in self.inputs], [s for s, _ in self.outputs], self.guards,
+                         self.buffers)
         self.source = src
         return g.compile(src, "run")
 
