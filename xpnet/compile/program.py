@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import operator
+import sys
 
 from .. import backend as B
 from .trace import GuardMiss, Slot, guard_check
@@ -333,7 +334,8 @@ def _buffers(instrs, values, backend, escaping):
     xp = backend.xp
     ufunc = type(xp.add)
     by_op = {op: getattr(xp, name) for op, name in _UFUNC_OF.items()}
-    by_op[operator.matmul] = xp.matmul  # array-api-compat's wrapper passes ``out`` on
+    matmul = getattr(sys.modules.get("numpy"), "matmul", None)  # NumPy's own (the backend imported it)
+    by_op[operator.matmul] = matmul if isinstance(matmul, ufunc) else xp.matmul  # compat's passes ``out`` on
 
     def out_form(fn):
         if fn in by_op:
@@ -388,7 +390,7 @@ class Program:
         self.inputs, self.outputs = list(inputs), list(outputs)
         self.kinds = list(recorder.kinds)
         # checks of the batch's bounds made before each replay (see trace.TracedBound)
-        self.guards = {s: guard_check(c) for s, c in (recorder.guards or {}).items() if c}
+        self.guards = {s: guard_check(c, recorder.values[s]) for s, c in (recorder.guards or {}).items() if c}
         self._guard_conds = {s: list(c) for s, c in (recorder.guards or {}).items() if c}
         _fold_constants(recorder, {s for s, _ in self.inputs}, {s for s, _ in self.outputs})
         needed = {s for s, _ in self.outputs}

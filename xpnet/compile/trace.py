@@ -27,6 +27,7 @@ import functools
 import math
 import operator
 import os
+import sys
 import traceback
 
 from .. import backend as B
@@ -419,12 +420,29 @@ def _bounds(x):
     return int(xp.min(x)), int(xp.max(x))
 
 
-def guard_check(conds):
-    """A function ``check(x) -> bool``: whether batch ``x`` passes every guard in ``conds``."""
+def _bounds_fn(x0):
+    """A function giving the ``(min, max)`` of an array like ``x0`` (same type, shape and device,
+    as the program's signature fixes) with the least work: NumPy's reductions called directly
+    (the array's own library, already imported by the backend), ``aminmax`` on PyTorch."""
+    lib = sys.modules.get(type(x0).__module__) if type(x0).__module__ == "numpy" else None
+    if lib is not None:
+        lo, hi = lib.minimum.reduce, lib.maximum.reduce
+        return lambda x: (int(lo(x, axis=None)), int(hi(x, axis=None)))
+    if hasattr(x0, "aminmax"):
+        def torch_bounds(x):
+            lo, hi = x.aminmax()
+            return int(lo), int(hi)
+        return torch_bounds
+    return _bounds
+
+
+def guard_check(conds, x0):
+    """A function ``check(x) -> bool``: whether batch ``x`` (like ``x0``) passes every guard in ``conds``."""
     conds = tuple(c for n, c in enumerate(conds) if c not in conds[:n])
+    bounds = _bounds_fn(x0)
 
     def check(x):
-        b = _bounds(x)
+        b = bounds(x)
         if b is None:
             return False
         for i, op, other, r in conds:
