@@ -313,6 +313,41 @@ def _resolve(instrs, values, backend):
     return n
 
 
+_MIXED = (operator.mul, operator.add, operator.sub)
+
+
+def _fuse_casts(instrs, values, backend, escaping):
+    """NumPy: ``a * astype(mask, float)`` (or ``+``, ``-``) with the cast used nowhere else becomes
+    ``a * mask`` (NumPy casts the bool mask inside the operation: the same numbers, one call and
+    one array less; a ReLU's backward, softmax minus one-hot).  Each checked bitwise at the trace.  Returns the instructions."""
+    if backend.name != "numpy":
+        return instrs
+    users = {}
+    for ins in instrs:
+        for s in _uses(ins):
+            users.setdefault(s, []).append(ins)
+    gone = set()
+    for ins in instrs:
+        if ins.name != "xp.astype" or ins.kwargs or len(ins.args) != 2 or not isinstance(ins.outs, int) \
+                or not isinstance(ins.args[0], Slot) or ins.outs in escaping or len(users.get(ins.outs, ())) != 1:
+            continue
+        mask, use = values[ins.args[0].i], users[ins.outs][0]
+        if getattr(mask, "dtype", None) != bool or use.fn not in _MIXED or use.kwargs or len(use.args) != 2:
+            continue
+        args = tuple(ins.args[0] if isinstance(a, Slot) and a.i == ins.outs else a for a in use.args)
+        other = [a for a in args if not (isinstance(a, Slot) and a.i == ins.args[0].i)]
+        if len(other) != 1 or not isinstance(other[0], Slot) or values[other[0].i].dtype != values[ins.outs].dtype:
+            continue
+        try:
+            if not _same(use.fn(*_substitute(args, values)), values[use.outs]):
+                continue
+        except Exception:
+            continue
+        use.args = args
+        gone.add(id(ins))
+    return [ins for ins in instrs if id(ins) not in gone]
+
+
 # ------------------------------------------------------- out= buffers (NumPy)
 
 _UFUNC_OF = {operator.add: "add", operator.sub: "subtract", operator.mul: "multiply", operator.truediv: "divide",
@@ -320,6 +355,15 @@ _UFUNC_OF = {operator.add: "add", operator.sub: "subtract", operator.mul: "multi
              operator.eq: "equal", operator.ne: "not_equal", operator.neg: "negative"}
 
 
+def _pad_into(shape, pieces, out):
+    """:func:`xpnet.backend.add_slices` of one piece into ``out``, a buffer of zeros of ``shape``
+    whose part outside the piece no replay writes: only the piece is copied."""
+    (index, value), = pieces
+    out[index] = value
+    return out
+
+
+_NEW = frozenset({"xp.where", "xp.stack", "xp.concat", "xp.astype", "B.add_slices"})  # uses that copy
 _VIEWS = frozenset({".mT", "xp.reshape", "xp.permute_dims", "xp.squeeze", "xp.expand_dims", "getitem"})
 
 
@@ -344,6 +388,9 @@ def _buffers(instrs, values, backend, escaping):
             return fn
         return None
 
+    def padding(ins):  # B.add_slices of one piece: zeros around a copy (a convolution's padding)
+        return _pad_into if ins.name == "B.add_slices" and len(ins.args) == 2 and len(ins.args[1]) == 1 else None
+
     users = {}
     for ins in instrs:
         for s in _uses(ins):
@@ -352,21 +399,22 @@ def _buffers(instrs, values, backend, escaping):
     for ins in reversed(instrs):
         for s in _outs(ins):
             safe[s] = s not in escaping and all(
-                not u.inplace and not u.host and (out_form(u.fn) is not None
+                not u.inplace and not u.host and (out_form(u.fn) is not None or u.name in _NEW
                                                   or (u.name in _VIEWS and safe.get(u.outs, False)))
+                and not (u.name == "xp.astype" and "copy" in u.kwargs)
                 for u in users.get(s, ()))
     array = type(xp.empty(0))
     out = {}
     for ins in instrs:
         s = ins.outs
-        fn = out_form(ins.fn)
+        fn = out_form(ins.fn) or padding(ins)
         if fn is None or not isinstance(s, int) or not safe.get(s) or ins.inplace or ins.host:
             continue
         v = values[s]
         if type(v) is not array or v.ndim < 1:
             continue
         try:
-            buf = xp.empty_like(v)
+            buf = xp.zeros_like(v) if fn is _pad_into else xp.empty_like(v)
             got = fn(*_substitute(ins.args, values), **_substitute(ins.kwargs, values), out=buf)
             if got is not buf or not _same(got, v):
                 continue
@@ -402,7 +450,11 @@ class Program:
         self.instrs = kept[::-1]
         values = _Values(recorder.values)
         self.resolved = _resolve(self.instrs, values, backend)
-        self.buffers = _buffers(self.instrs, values, backend, {s for s, _ in self.inputs} | {s for s, _ in self.outputs})
+        escaping = {s for s, _ in self.inputs} | {s for s, _ in self.outputs}
+        n = len(self.instrs)
+        self.instrs = _fuse_casts(self.instrs, values, backend, escaping)
+        self.fused = n - len(self.instrs)
+        self.buffers = _buffers(self.instrs, values, backend, escaping)
         self.recorded, self.folded = len(recorder.instrs), recorder.folded
         self.live = needed  # the slots the kept instructions and the outputs use
 
@@ -411,8 +463,9 @@ class Program:
 
     def __str__(self):
         lines = [f"program on {B.describe(self.backend)}: {len(self.inputs)} inputs, {len(self.instrs)} operations "
-                 f"({self.recorded - len(self.instrs)} recorded ones unused, {self.folded} computed once at the trace), "
-                 f"{len(self.outputs)} outputs"]
+                 f"({self.recorded - len(self.instrs) - self.fused} recorded ones unused, {self.folded} computed once "
+                 f"at the trace, {self.fused} casts fused into arithmetic, {len(self.buffers)} results written into "
+                 f"buffers reused by every replay), {len(self.outputs)} outputs"]
         lines += [f"  in   %{s} = {label}" for s, label in self.inputs]
         for s, conds in self._guard_conds.items():
             lines.append(f"  guard %{s}: " + ", ".join(f"{('min', 'max')[i]} {_OPS.get(op.__name__, op.__name__)} {o!r}"
