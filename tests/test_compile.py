@@ -352,3 +352,28 @@ def test_keyword_arguments_in_any_order(bk):
         g(x=x, scale=s)
     np.testing.assert_array_equal(to_np(g(scale=s, x=x)), want)
     np.testing.assert_array_equal(to_np(g(x=x, scale=s * 0.5)), want * 0.5)
+
+
+def test_results_outlive_later_replays(bk):
+    """The buffers a replay reuses (NumPy ``out=``) never hold a result the caller keeps: the
+    losses and gradients returned by earlier steps are unchanged by later ones; the printout
+    names the guard and the buffers."""
+    if bk.name == "jax":
+        pytest.skip("no buffers on JAX")
+    xn.manual_seed(0)
+    m = _mlp()
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    f = xn.compile(_plain_step(m, opt, None))
+    kept = []
+    for i in range(6):
+        x = xn.tensor(X * (1 + i))
+        loss = f(x, xn.tensor(Y))
+        grads = [p.grad.data for p in m.parameters()]
+        kept.append(([loss.data] + grads, [np.array(to_np(a)) for a in [loss.data] + grads]))  # copies
+    for arrays, copies in kept:
+        for a, c in zip(arrays, copies):
+            np.testing.assert_array_equal(to_np(a), c)
+    text = str(f.program)
+    assert "guard %" in text and "max >= 3 is false" in text
+    if bk.name == "numpy":
+        assert f.program.buffers and "results written into buffers" in text
