@@ -262,7 +262,22 @@ def _torch_table(xp):
             return None
         return type(v).to, ins.args, {}
 
-    return {"xp.sum": reduction("sum"), "xp.max": reduction("amax"), "xp.min": reduction("amin"),
+    def two_arg(name):  # maximum(x, 0.0): the wrapper makes a tensor of the number on every call
+        def make(ins, v):
+            if ins.kwargs or len(ins.args) != 2 or not isinstance(ins.args[1], (int, float)) \
+                    or isinstance(ins.args[1], bool):
+                return None
+            return getattr(type(v), name), (ins.args[0], xp.asarray(ins.args[1], dtype=xp.result_type(v, ins.args[1]),
+                                                                    device=v.device)), {}
+        return make
+
+    def where(ins, v):  # where(c, x, y) with x a tensor: x.where(c, y)
+        if ins.kwargs or len(ins.args) != 3 or not isinstance(ins.args[1], Slot):
+            return None
+        return type(v).where, (ins.args[1], ins.args[0], ins.args[2]), {}
+
+    return {"xp.maximum": two_arg("maximum"), "xp.minimum": two_arg("minimum"), "xp.where": where,
+            "xp.sum": reduction("sum"), "xp.max": reduction("amax"), "xp.min": reduction("amin"),
             "xp.reshape": positional("reshape", None), "xp.permute_dims": positional("permute", None),
             "xp.expand_dims": positional("unsqueeze", "axis"), "xp.squeeze": positional("squeeze", "axis"),
             "xp.astype": astype, "xp.matmul": lambda ins, v: (operator.matmul, ins.args, {})
@@ -317,10 +332,10 @@ _MIXED = (operator.mul, operator.add, operator.sub)
 
 
 def _fuse_casts(instrs, values, backend, escaping):
-    """NumPy: ``a * astype(mask, float)`` (or ``+``, ``-``) with the cast used nowhere else becomes
+    """NumPy, PyTorch: ``a * astype(mask, float)`` (or ``+``, ``-``) with the cast used nowhere else becomes
     ``a * mask`` (NumPy casts the bool mask inside the operation: the same numbers, one call and
     one array less; a ReLU's backward, softmax minus one-hot).  Each checked bitwise at the trace.  Returns the instructions."""
-    if backend.name != "numpy":
+    if backend.name not in ("numpy", "torch"):
         return instrs
     users = {}
     for ins in instrs:
@@ -332,7 +347,7 @@ def _fuse_casts(instrs, values, backend, escaping):
                 or not isinstance(ins.args[0], Slot) or ins.outs in escaping or len(users.get(ins.outs, ())) != 1:
             continue
         mask, use = values[ins.args[0].i], users[ins.outs][0]
-        if getattr(mask, "dtype", None) != bool or use.fn not in _MIXED or use.kwargs or len(use.args) != 2:
+        if not hasattr(mask, "dtype") or not B.isdtype(backend.xp, mask.dtype, "bool") or use.fn not in _MIXED or use.kwargs or len(use.args) != 2:
             continue
         args = tuple(ins.args[0] if isinstance(a, Slot) and a.i == ins.outs else a for a in use.args)
         other = [a for a in args if not (isinstance(a, Slot) and a.i == ins.args[0].i)]
@@ -367,26 +382,40 @@ _NEW = frozenset({"xp.where", "xp.stack", "xp.concat", "xp.astype", "B.add_slice
 _VIEWS = frozenset({".mT", "xp.reshape", "xp.permute_dims", "xp.squeeze", "xp.expand_dims", "getitem"})
 
 
+_TORCH_OF = {operator.add: "add", operator.sub: "sub", operator.mul: "mul", operator.truediv: "div",
+             operator.matmul: "matmul", operator.gt: "gt", operator.ge: "ge", operator.lt: "lt", operator.le: "le",
+             operator.eq: "eq", operator.ne: "ne", operator.neg: "neg"}
+
+
 def _buffers(instrs, values, backend, escaping):
-    """``{slot: (function, buffer)}``: on NumPy, the temporaries that an elementwise operation, a
+    """``{slot: (function, buffer)}``: on NumPy and PyTorch (CPU), the temporaries that an elementwise operation, a
     reduction or a matrix product makes, written instead into a buffer of their own, made once
     and reused by every replay (``out=``).  Only for a slot that is no input or output of the
     program and whose every use makes a new array (so no view of the buffer outlives the replay),
     and where the ``out=`` call gives the traced result bitwise on the traced arguments."""
-    if backend.name != "numpy":
-        return {}
     xp = backend.xp
-    ufunc = type(xp.add)
-    by_op = {op: getattr(xp, name) for op, name in _UFUNC_OF.items()}
-    matmul = getattr(sys.modules.get("numpy"), "matmul", None)  # NumPy's own (the backend imported it)
-    by_op[operator.matmul] = matmul if isinstance(matmul, ufunc) else xp.matmul  # compat's passes ``out`` on
+    if backend.name == "numpy":
+        ufunc = type(xp.add)
+        by_op = {op: getattr(xp, name) for op, name in _UFUNC_OF.items()}
+        matmul = getattr(sys.modules.get("numpy"), "matmul", None)  # NumPy's own (the backend imported it)
+        by_op[operator.matmul] = matmul if isinstance(matmul, ufunc) else xp.matmul  # compat's passes ``out`` on
 
-    def out_form(fn):
-        if fn in by_op:
-            return by_op[fn]
-        if isinstance(fn, ufunc) or (getattr(fn, "__name__", None) == "reduce" and isinstance(fn.__self__, ufunc)):
-            return fn
-        return None
+        def out_form(fn):
+            if fn in by_op:
+                return by_op[fn]
+            if isinstance(fn, ufunc) or (getattr(fn, "__name__", None) == "reduce" and isinstance(fn.__self__, ufunc)):
+                return fn
+            return None
+    elif backend.name == "torch":
+        torch = sys.modules["torch"]  # imported by the backend
+        T = torch.Tensor
+        by_op = {op: getattr(torch, name) for op, name in _TORCH_OF.items()}
+        by_op.update({f: f for f in (torch.exp, torch.log, torch.sqrt)})
+        by_op.update({T.maximum: torch.maximum, T.minimum: torch.minimum, T.sum: torch.sum, T.amax: torch.amax,
+                      T.amin: torch.amin})
+        out_form = by_op.get
+    else:
+        return {}
 
     def padding(ins):  # B.add_slices of one piece: zeros around a copy (a convolution's padding)
         return _pad_into if ins.name == "B.add_slices" and len(ins.args) == 2 and len(ins.args[1]) == 1 else None
@@ -411,7 +440,7 @@ def _buffers(instrs, values, backend, escaping):
         if fn is None or not isinstance(s, int) or not safe.get(s) or ins.inplace or ins.host:
             continue
         v = values[s]
-        if type(v) is not array or v.ndim < 1:
+        if type(v) is not array or v.ndim < 1 or not B.on_host(v):
             continue
         try:
             buf = xp.zeros_like(v) if fn is _pad_into else xp.empty_like(v)
