@@ -47,8 +47,11 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     the globals it names and its bound ``self``.  Learning rates and optimizer step
     counters are inputs of the program, so a scheduler's change between calls is
     followed; dropout masks get fresh keys from the generator per call, so replayed
-    masks equal eager ones.  Input checks (label ranges) run on the program's
-    outputs after each replay (on an accelerator, queued until the next read back).
+    masks equal eager ones.  Input checks (label ranges): on the host the batch's
+    bounds are guards read before each replay, and a batch that fails one (a bad
+    label, an ``ignore_index`` the traced batch did not have) runs eagerly (after
+    four such calls the step is traced again without guards); on an accelerator
+    they run on the program's outputs, queued until the next read back.
 
     Not replayable: a read of a traced value on the host (``.item()``, ``float()``,
     a Python ``if`` on a tensor, printing one), a random draw on the host other than
