@@ -157,6 +157,27 @@ def profile(program, f, args, repeats=200):
     return sorted(((v / repeats, counts[k], k) for k, v in spent.items()), reverse=True)
 
 
+def overhead(w, backend, repeats, number):
+    """Interleaved medians of the compiled step (``f(x, y)``), its generated program alone on the
+    same inputs (no signature, guards, state reads or writes, no Tensor wrapping) and the floor:
+    how much of the compiled step is the calls and how much the machinery around them."""
+    X, Y = bench.make_data(w)
+    _, init = bench.xpnet_contender(w, backend, X, Y, "float32")
+    with xn.using(backend):
+        comp, _, f = compiled_contender(w, backend, X, Y)
+        for _ in range(4):
+            comp()
+    entry = next(iter(f.cache.values()))
+    free = dict(zip(entry.replay.__code__.co_freevars, (c.cell_contents for c in entry.replay.__closure__)))
+    x, y = xn.tensor(X), xn.tensor(Y)
+    vals = [loc.get() for loc in free["reads"]] + [x.data, y.data]
+    run = free["run"]
+    contenders = {"compiled": comp, "program only": lambda: run(*vals),
+                  "floor": bench.floor_contender(w, np, init, X, Y).step}
+    return harness.interleaved(contenders, repeats=repeats, number=number,
+                               sync={k: bench._nosync for k in contenders})
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--backend", default="numpy")
@@ -167,12 +188,19 @@ def main(argv=None):
     p.add_argument("--markdown", help="append a Markdown table to this file")
     p.add_argument("--show-program", action="store_true", help="print the traced program of each workload")
     p.add_argument("--profile", action="store_true", help="print where a replay's time goes, by kind of call")
+    p.add_argument("--overhead", action="store_true",
+                   help="NumPy: the compiled step against its generated program alone and the floor")
     args = p.parse_args(argv)
     backend = B.get_backend(args.backend, args.device)
     threads = ", ".join(f"{k}={os.environ[k]}" for k in bench.THREAD_VARS if k in os.environ) or "library defaults"
     print(f"machine: {harness.machine()}\nversions: {harness.versions('numpy', 'torch', 'jax', 'xpnet')}\n"
           f"backend: {B.describe(backend)}; threads: {threads}")
     rows = []
+    if args.overhead:
+        for name in args.workloads.split(","):
+            t = overhead(bench.WORKLOADS[name], backend, args.repeats, args.number)
+            print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.3f} ms ({v / t['floor']:.2f}x floor)" for k, v in t.items()))
+        return rows
     for name in args.workloads.split(","):
         w = bench.WORKLOADS[name]
         with xn.using(backend):
