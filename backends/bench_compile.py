@@ -158,9 +158,10 @@ def profile(program, f, args, repeats=200):
 
 
 def overhead(w, backend, repeats, number):
-    """Interleaved medians of the compiled step (``f(x, y)``), its generated program alone on the
-    same inputs (no signature, guards, state reads or writes, no Tensor wrapping) and the floor:
-    how much of the compiled step is the calls and how much the machinery around them."""
+    """Interleaved medians of the compiled step (``f(x, y)``), its generated program reading and
+    writing the state (no signature, structure guards or Tensor wrapping), the program alone on
+    fixed inputs (its results dropped at once) and the floor: how much of the compiled step is the
+    calls and how much the machinery around them."""
     X, Y = bench.make_data(w)
     _, init = bench.xpnet_contender(w, backend, X, Y, "float32")
     with xn.using(backend):
@@ -171,8 +172,13 @@ def overhead(w, backend, repeats, number):
     free = dict(zip(entry.replay.__code__.co_freevars, (c.cell_contents for c in entry.replay.__closure__)))
     x, y = xn.tensor(X), xn.tensor(Y)
     vals = [loc.get() for loc in free["reads"]] + [x.data, y.data]
-    run = free["run"]
-    contenders = {"compiled": comp, "program only": lambda: run(*vals),
+    run, reads, writes = free["run"], free["reads"], free["write_locs"]
+
+    def with_state():  # the program on the current state, its results written back: no signature, no guards
+        outs = run(*[loc.get() for loc in reads], x.data, y.data)
+        for loc, v in zip(writes, outs):
+            loc.set(v)
+    contenders = {"compiled": comp, "program + state": with_state, "program only": lambda: run(*vals),
                   "floor": bench.floor_contender(w, np, init, X, Y).step}
     return harness.interleaved(contenders, repeats=repeats, number=number,
                                sync={k: bench._nosync for k in contenders})
