@@ -11,11 +11,12 @@ from ..autograd.tensor import Tensor, is_grad_enabled
 from . import graphs as _graphs
 from .program import Program
 from .state import discover_roots, restore, snapshot, walk
-from .trace import Recorder, TracedArray, TracedNumber, Unreplayable, recording
+from .trace import GuardMiss, Recorder, TracedArray, TracedNumber, Unreplayable, recording
 
 __all__ = ["compile", "Compiled", "CompileError", "CompileWarning"]
 
 MAX_STRUCTURE_RETRACES = 3
+MAX_GUARD_MISSES = 4  # batches failing a guard (run eagerly) before a re-trace without guards
 
 
 class CompileError(RuntimeError):
@@ -48,8 +49,11 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     the globals it names and its bound ``self``.  Learning rates and optimizer step
     counters are inputs of the program, so a scheduler's change between calls is
     followed; dropout masks get fresh keys from the generator per call, so replayed
-    masks equal eager ones.  Input checks (label ranges) run on the program's
-    outputs after each replay (on an accelerator, queued until the next read back).
+    masks equal eager ones.  Input checks (label ranges): on the host the batch's
+    bounds are guards read before each replay, and a batch that fails one (a bad
+    label, an ``ignore_index`` the traced batch did not have) runs eagerly (after
+    four such calls the step is traced again without guards); on an accelerator
+    they run on the program's outputs, queued until the next read back.
 
     Not replayable: a read of a traced value on the host (``.item()``, ``float()``,
     a Python ``if`` on a tensor, printing one), a random draw on the host other than
@@ -83,10 +87,11 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
 
 
 class _Entry:
-    __slots__ = ("calls", "replay", "fallback", "retraces", "program")
+    __slots__ = ("calls", "replay", "fallback", "retraces", "program", "misses")
 
     def __init__(self):
         self.calls, self.replay, self.fallback, self.retraces, self.program = 0, None, None, 0, None
+        self.misses = 0
 
 
 class _Stale(Exception):
@@ -153,6 +158,11 @@ class Compiled:
         if entry.replay is not None:
             try:
                 return entry.replay(args, kwargs)
+            except GuardMiss:  # this batch takes another path (an ignore_index, a bad label): eagerly
+                entry.misses += 1
+                if entry.misses == MAX_GUARD_MISSES:  # often: trace again, the general path
+                    entry.replay, entry.calls = None, 1
+                return self.fn(*args, **kwargs)
             except _Stale as e:
                 entry.replay, entry.calls = None, 1
                 entry.retraces += 1
@@ -192,7 +202,7 @@ class Compiled:
         gen_state = gen.get_state()
         backend = next((B.backend_of(a.data if isinstance(a, Tensor) else a) for a in args
                         if isinstance(a, Tensor) or hasattr(a, "shape")), None) or B.current_backend()
-        rec = Recorder(backend)
+        rec = Recorder(backend, guards=entry.misses < MAX_GUARD_MISSES)
         memo, inputs, in_paths, aliases = {}, [], {}, []
         try:
             with recording(rec):

@@ -376,10 +376,11 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
     if tuple(y.shape) != want:
         raise ValueError(f"{name}: input shape {tuple(xr.shape)} and target shape {tuple(y.shape)} do not match: "
                          f"expected class indices of shape {want}")
+    # read on the CPU (of the batch as given: a compiled step guards on it); None on an accelerator
+    bounds = B.index_bounds(y)
     if y.dtype != xp.int64:
         y = xp.astype(y, xp.int64)
     what = f"{name}: target class" + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-    bounds = B.index_bounds(y)  # read on the CPU; None on an accelerator (no synchronization)
     if ignore_index is None or (bounds is not None and not bounds[0] <= ignore_index <= bounds[1]):
         return B.check_indices(y, C, what, bounds=bounds), None  # nothing to ignore
     kept = y != ignore_index
