@@ -36,7 +36,7 @@ from .precision import (MATMUL_PRECISIONS, _precision_applied, _set_cupy_precisi
                         get_float32_matmul_precision, set_float32_matmul_precision)
 from .random import (Generator, default_generator, manual_seed, random_bits, random_bits_portable,  # noqa: F401
                      set_process_stream)
-from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends,  # noqa: F401
+from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends, library,  # noqa: F401
                      cuda_available, current_backend, describe, device_name, get_backend,
                      matmul_precision_note, on_device, use, using)
 from .special import erf, erf_portable  # noqa: F401

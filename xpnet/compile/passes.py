@@ -22,7 +22,6 @@ function) and keep one step's temporaries allocated between calls.
 from __future__ import annotations
 
 import operator
-import sys
 
 from .. import backend as B
 from .trace import Slot
@@ -274,7 +273,7 @@ def _buffers(instrs, values, backend, escaping):
     if backend.name == "numpy":
         ufunc = type(xp.add)
         by_op = {op: getattr(xp, name) for op, name in _UFUNC_OF.items()}
-        matmul = getattr(sys.modules.get("numpy"), "matmul", None)  # NumPy's own (the backend imported it)
+        matmul = getattr(B.library(backend), "matmul", None)  # NumPy's own
         by_op[operator.matmul] = matmul if isinstance(matmul, ufunc) else xp.matmul  # compat's passes ``out`` on
 
         def out_form(fn):
@@ -284,7 +283,7 @@ def _buffers(instrs, values, backend, escaping):
                 return fn
             return None
     elif backend.name == "torch":
-        torch = sys.modules["torch"]  # imported by the backend
+        torch = B.library(backend)
         T = torch.Tensor
         by_op = {op: getattr(torch, name) for op, name in _TORCH_OF.items()}
         by_op.update({f: f for f in (torch.exp, torch.log, torch.sqrt)})

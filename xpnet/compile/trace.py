@@ -27,7 +27,6 @@ import functools
 import math
 import operator
 import os
-import sys
 import traceback
 
 from .. import backend as B
@@ -424,7 +423,7 @@ def _bounds_fn(x0):
     """A function giving the ``(min, max)`` of an array like ``x0`` (same type, shape and device,
     as the program's signature fixes) with the least work: NumPy's reductions called directly
     (the array's own library, already imported by the backend), ``aminmax`` on PyTorch."""
-    lib = sys.modules.get(type(x0).__module__) if type(x0).__module__ == "numpy" else None
+    lib = B.library("numpy") if type(x0).__module__ == "numpy" else None
     if lib is not None:
         lo, hi = lib.minimum.reduce, lib.maximum.reduce
         return lambda x: (int(lo(x, axis=None)), int(hi(x, axis=None)))

@@ -73,7 +73,7 @@ def _padded(xp, c, n: int, padding_mode: str, align_corners: bool):
         c = xp.where(odd, span - extra + low, extra + low)
         slope = xp.where(odd, -sign, sign)
     inside = (c > 0) & (c < n - 1)  # the clipped edges count as outside for the gradient
-    return xp.clip(c, 0.0, float(n - 1)), xp.where(inside, slope, xp.zeros_like(c))
+    return B.clip(c, 0.0, float(n - 1)), xp.where(inside, slope, xp.zeros_like(c))
 
 
 def _source(c, n: int, padding_mode: str, align_corners: bool):
@@ -112,7 +112,7 @@ def _read(input, places, sizes):
     for i, n in zip(places, sizes):
         ok = (i >= 0) & (i < n)
         inside = ok if inside is None else inside & ok
-        i = xp.clip(i, 0, n - 1)
+        i = B.clip(i, 0, n - 1)
         k = i if k is None else k * n + i
     T, P = k.shape[1], k.shape[2]
     rows = xp.reshape(xp.arange(N * C, dtype=k.dtype, device=B.array_api_compat.device(k)), (N, C, 1, 1)) * plane
