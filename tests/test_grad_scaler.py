@@ -129,6 +129,12 @@ def test_trainer_precision(bk, precision):
     assert all(str(p.dtype).endswith("float32") for p in model.parameters())  # master weights stay float32
     with pytest.raises(ValueError, match="precision"):
         xn.Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), precision="8-mixed")
+    with pytest.raises(ValueError, match="16-mixed"):
+        xn.Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), precision="bf16-mixed",
+                   scaler=xn.GradScaler())
+    with pytest.raises(TypeError, match="GradScaler"):
+        xn.Trainer(model, nn.CrossEntropyLoss(), optim.SGD(model.parameters(), lr=0.1), precision="16-mixed",
+                   scaler={"init_scale": 2.0})
 
 
 # ------------------------------------------------------------------ the scaler in checkpoints
@@ -136,9 +142,10 @@ def test_trainer_precision(bk, precision):
 def _mixed_trainer(bk, scaler_kw):
     xn.manual_seed(0)
     model = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 3))
+    scaler = xn.GradScaler(**scaler_kw)  # a small growth_interval: the scale moves within the test
     trainer = xn.Trainer(model, nn.CrossEntropyLoss(), optim.Adam(model.parameters(), lr=0.01), backend=bk,
-                         precision="16-mixed", verbose=0)
-    trainer.scaler = xn.GradScaler(**scaler_kw)  # a small growth_interval: the scale moves within the test
+                         precision="16-mixed", scaler=scaler, verbose=0)
+    assert trainer.scaler is scaler
     return trainer
 
 

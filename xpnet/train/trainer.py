@@ -122,6 +122,7 @@ class _EpochLoss:
     def mean(self) -> float:
         return self.total / self.count if self.count else math.nan
 
+
 class Trainer:
     """Trains ``model`` with ``loss`` and ``optimizer`` on the best device.
 
@@ -139,6 +140,11 @@ class Trainer:
     of that many batches per update.  ``compile=True`` runs the training step (forward,
     backward, clipping, update) and the evaluation step through :func:`xpnet.compile`:
     recorded once per batch shape, then replayed (the same numbers; see there).
+    ``precision`` (Lightning's spelling): ``"32-true"``; ``"16-mixed"`` runs the forward under
+    ``xpnet.autocast(float16)`` with a :class:`xpnet.GradScaler` (``scaler``, default
+    ``GradScaler()``; its state goes in checkpoints); ``"bf16-mixed"`` under
+    ``autocast(bfloat16)`` without a scaler.  ValueError for another precision, or a ``scaler``
+    with a precision that has none.
 
     When a step runs out of memory, ``fit``/``evaluate``/``predict``/``lr_range_test`` raise
     :class:`xpnet.OutOfMemoryError` (a MemoryError) saying what to try, from the library's error.
@@ -156,10 +162,17 @@ class Trainer:
 
     def __init__(self, model, loss=None, optimizer=None, metrics=(), *, device="auto", backend=None, scheduler=None,
                  scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1,
-                 compile=False, precision="32-true"):
+                 compile=False, precision="32-true", scaler=None):
         if accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
         self.precision, self._autocast, self.scaler = _precision(precision)
+        if scaler is not None:
+            if self.scaler is None:
+                raise ValueError(f"Trainer: a scaler is used with precision='16-mixed' only, got "
+                                 f"precision={self.precision!r}")
+            if not isinstance(scaler, GradScaler):
+                raise TypeError(f"Trainer: scaler must be an xpnet.GradScaler, got {type(scaler).__name__}")
+            self.scaler = scaler
         self.backend, self.device_line = _pick_backend(device, backend)
         self.parallel = DataParallel(self.backend, device)  # under a launcher: one device per process
         if self.parallel.backend is not self.backend:
