@@ -144,12 +144,16 @@ def profile(program, f, args, repeats=200):
             return [value(x) for x in t]
         return t
     spent = {}
+    buffers = getattr(program, "buffers", {})
     for _ in range(repeats):
         for ins in program.instrs:
             a = [value(x) for x in ins.args]
             kw = {k: value(v) for k, v in ins.kwargs.items()}
+            fn = ins.fn
+            if ins.outs in buffers:  # as the replay calls it: into the slot's own buffer
+                fn, kw["out"] = buffers[ins.outs]
             t0 = time.perf_counter()
-            out = ins.fn(*a, **kw)
+            out = fn(*a, **kw)
             spent[ins.name] = spent.get(ins.name, 0.0) + time.perf_counter() - t0
             if isinstance(ins.outs, tuple):
                 env.update(zip(ins.outs, out))
@@ -159,6 +163,32 @@ def profile(program, f, args, repeats=200):
     for ins in program.instrs:
         counts[ins.name] = counts.get(ins.name, 0) + 1
     return sorted(((v / repeats, counts[k], k) for k, v in spent.items()), reverse=True)
+
+
+def overhead(w, backend, repeats, number):
+    """Interleaved medians of the compiled step (``f(x, y)``), its generated program reading and
+    writing the state (no signature, structure guards or Tensor wrapping), the program alone on
+    fixed inputs (its results dropped at once) and the floor: how much of the compiled step is the
+    calls and how much the machinery around them."""
+    X, Y = bench.make_data(w)
+    _, init = bench.xpnet_contender(w, backend, X, Y, "float32")
+    with xn.using(backend):
+        comp, _, f = compiled_contender(w, backend, X, Y)
+        for _ in range(4):
+            comp()
+    entry = next(iter(f.cache.values()))
+    run, reads, writes = entry.replay.run, entry.replay.reads, entry.replay.write_locs  # the generated replay's parts
+    x, y = xn.tensor(X), xn.tensor(Y)
+    vals = [loc.get() for loc in reads] + [x.data, y.data]
+
+    def with_state():  # the program on the current state, its results written back: no signature, no guards
+        outs = run(*[loc.get() for loc in reads], x.data, y.data)
+        for loc, v in zip(writes, outs):
+            loc.set(v)
+    contenders = {"compiled": comp, "program + state": with_state, "program only": lambda: run(*vals),
+                  "floor": bench.floor_contender(w, np, init, X, Y).step}
+    return harness.interleaved(contenders, repeats=repeats, number=number,
+                               sync={k: bench._nosync for k in contenders})
 
 
 def main(argv=None):
@@ -171,12 +201,19 @@ def main(argv=None):
     p.add_argument("--markdown", help="append a Markdown table to this file")
     p.add_argument("--show-program", action="store_true", help="print the traced program of each workload")
     p.add_argument("--profile", action="store_true", help="print where a replay's time goes, by kind of call")
+    p.add_argument("--overhead", action="store_true",
+                   help="NumPy: the compiled step against its generated program alone and the floor")
     args = p.parse_args(argv)
     backend = B.get_backend(args.backend, args.device)
     threads = ", ".join(f"{k}={os.environ[k]}" for k in bench.THREAD_VARS if k in os.environ) or "library defaults"
     print(f"machine: {harness.machine()}\nversions: {harness.versions('numpy', 'torch', 'jax', 'xpnet')}\n"
           f"backend: {B.describe(backend)}; threads: {threads}")
     rows = []
+    if args.overhead:
+        for name in args.workloads.split(","):
+            t = overhead(bench.WORKLOADS[name], backend, args.repeats, args.number)
+            print(f"{name}: " + ", ".join(f"{k} {v * 1e3:.3f} ms ({v / t['floor']:.2f}x floor)" for k, v in t.items()))
+        return rows
     for name in args.workloads.split(","):
         w = bench.WORKLOADS[name]
         with xn.using(backend):

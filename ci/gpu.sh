@@ -1,20 +1,21 @@
 #!/usr/bin/env bash
 # The GPU run: on a machine with an NVIDIA GPU, CuPy and PyTorch installed and no network.
-#   bash ci/gpu.sh WHEEL_DIR OUT_DIR [all|tests|compare|bench]
+#   bash ci/gpu.sh WHEEL_DIR OUT_DIR [all|tests|compare|bench|graphs]
 # WHEEL_DIR holds wheels of what that machine lacks (ci/gpu_wheels.sh fetches them where pip
 # reaches a registry: array-api-compat, array-api-extra, array-api-strict, ...).  They are
 # unpacked into a private folder; xpnet runs from this checkout (PYTHONPATH), so nothing of
 # the machine's own Python is changed.  Outputs (logs, tables, JSON; about 20 files) go to
 # OUT_DIR.  The stages: tests (the whole suite, cupy the default backend), compare
-# (backends/compare.py), bench (bench.py, bench_core.py, bench_optim.py); all (default) runs
-# the three.  The device tool allows 10 minutes a command and brings back 8 files, so there
-# run one stage per call, each under a timeout so that the tar still runs:
+# (backends/compare.py), bench (bench.py, bench_core.py, bench_optim.py), graphs (the CUDA-graph
+# tests, tests/test_compile_graphs.py and tests/test_compile.py, then backends/bench_graphs.py:
+# a few minutes); all (default) runs the four.  The device tool allows 10 minutes a command
+# and brings back 8 files, so there run one stage per call, each under a timeout so that the tar still runs:
 #   timeout 560 bash ci/gpu.sh .whl /tmp/gpu tests; tar czf $OUT/gpu.tgz -C /tmp gpu
 set -uo pipefail
 wheels=${1:?usage: ci/gpu.sh WHEEL_DIR OUT_DIR}
 out=${2:?usage: ci/gpu.sh WHEEL_DIR OUT_DIR}
 stage=${3:-all}
-case "$stage" in all|tests|compare|bench) ;; *) echo "ci/gpu.sh: unknown stage '$stage': expected all, tests, compare or bench" >&2; exit 2;; esac
+case "$stage" in all|tests|compare|bench|graphs) ;; *) echo "ci/gpu.sh: unknown stage '$stage': expected all, tests, compare, bench or graphs" >&2; exit 2;; esac
 mkdir -p "$out"
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
@@ -58,6 +59,19 @@ if want bench; then
   # The optimizer step alone: the loop over parameters vs foreach (one pass), next to torch.optim.
   python3 backends/bench_optim.py --backends cupy,torch:cuda --markdown "$out/bench_optim.md" \
     > "$out/bench_optim.txt" 2>&1 || status=1
+fi
+if want graphs; then
+  # xpnet.compile's CUDA graphs (cuda_graphs=True) on cupy and torch:cuda: equality with eager, no host
+  # syncs per step (the whole suite of the tests stage includes these tests already), then the speed:
+  # graphed vs plain replay vs eager xpnet vs torch eager CUDA vs a CUDA-graphed torch step.
+  if [ "$stage" = graphs ]; then
+    workers=()
+    python3 -c "import xdist" 2>/dev/null && workers=(-n 8)
+    XPNET_BACKEND=${XPNET_GPU_BACKEND:-cupy} python3 -m pytest -p no:cacheprovider -q "${workers[@]}" ${XPNET_PYTEST_ARGS:-} \
+      tests/test_compile_graphs.py tests/test_compile.py 2>&1 | tee "$out/pytest_graphs.log" | tail -n 30 || status=1
+  fi
+  python3 backends/bench_graphs.py --json "$out/bench_graphs.json" --markdown "$out/bench_graphs.md" 2>&1 \
+    | tee "$out/bench_graphs.txt" || status=1
 fi
 echo "ci/gpu.sh $stage: exit $status; outputs in $out"
 exit $status

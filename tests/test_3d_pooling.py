@@ -33,10 +33,7 @@ OPS = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_p
 def test_op_db(bk, name):
     if bk.name != "numpy":
         pytest.skip("numpy only: the 3-D samples are large; the module samples run everywhere")
-    # return_indices is not supported for the adaptive max pools
-    n = check_op_db(f"nn.functional.{name}", getattr(F, name), rtol=1e-6, atol=1e-9,
-                    skip=lambda s: s.kwargs.get("return_indices", False) or (len(s.args) > 1 and s.args[1] is True))
-    assert n > 0
+    assert check_op_db(f"nn.functional.{name}", getattr(F, name), rtol=1e-6, atol=1e-9) > 0
 
 
 def test_gradcheck(bk):
@@ -78,5 +75,3 @@ def test_bad_input(bk):
         nn.Conv3d(1, 1, 2)(xn.tensor(np.zeros((2, 3))))
     with pytest.raises(ValueError, match="output_size"):
         F.adaptive_max_pool2d(xn.tensor(np.zeros((1, 1, 4, 4))), (2, 2, 2))
-    with pytest.raises(NotImplementedError, match="return_indices"):
-        nn.AdaptiveMaxPool1d(2, return_indices=True)(xn.tensor(np.zeros((1, 1, 4))))

@@ -122,6 +122,15 @@ def test_dropout_masks_equal_eager(bk):
     _compare(bk, lambda: ((m := _mlp(dropout=0.5)), optim.SGD(m.parameters(), lr=0.1), None), _plain_step)
 
 
+def test_dropout_masks_follow_the_process_stream(bk):
+    """In a distributed job (here rank 1's stream) replayed masks are that rank's eager masks."""
+    try:
+        xn.backend.set_process_stream(1)
+        _compare(bk, lambda: ((m := _mlp(dropout=0.5)), optim.SGD(m.parameters(), lr=0.1), None), _plain_step)
+    finally:
+        xn.backend.set_process_stream(0)
+
+
 def test_batchnorm_running_statistics(bk):
     f = _compare(bk, lambda: ((m := _mlp(bn=True)), optim.SGD(m.parameters(), lr=0.1), None), _plain_step)
     assert any("running_mean" in label for _, label in f.program.outputs)
@@ -232,7 +241,8 @@ def test_item_inside_raises_with_strict(bk):
 
 
 def test_bad_labels_still_raise(bk):
-    """The label-range check is an output of the program, checked after the replay (CPU)."""
+    """On the host the label range is a guard read before the replay: a bad batch runs eagerly,
+    which raises before anything changes (elsewhere a check output of the program)."""
     if bk.name == "jax":
         pytest.skip("one JAX trace less")
     xn.manual_seed(0)
@@ -241,9 +251,26 @@ def test_bad_labels_still_raise(bk):
     f = xn.compile(_plain_step(m, opt, None))
     for _ in range(3):
         f(xn.tensor(X), xn.tensor(Y))
+    before = [to_np(p.data) for p in m.parameters()]
     with pytest.raises(IndexError, match="out of range"):
         f(xn.tensor(X), xn.tensor(np.where(Y == 0, 7, Y)))
         xn.backend.flush_checks()
+    if xn.backend.on_host(m[0].weight.data):
+        assert f.program.guards  # the range check is a guard, not an operation of the program
+        for p, b in zip(m.parameters(), before):
+            np.testing.assert_array_equal(to_np(p.data), b)
+
+
+def test_ignore_index_after_the_trace(bk):
+    """A batch with ignore_index targets after a trace without any: such calls run eagerly (the
+    program holds the plain path); after four of them the step is traced again, with the general path."""
+    if bk.name == "jax":
+        pytest.skip("one JAX trace less")
+    ignored = np.where(np.arange(6) % 3 == 0, -100, Y)
+    batches = [(X, Y)] * 3 + [(X, ignored), (X, Y)] + [(X, ignored)] * 4 + [(X, Y), (X, ignored)]
+    f = _compare(bk, lambda: ((m := _mlp()), optim.SGD(m.parameters(), lr=0.1), None), _plain_step,
+                 batches=batches)
+    assert f.program is not None and not f.program.guards  # traced again without guards
 
 
 def test_program_prints_one_line_per_operation(bk):
@@ -334,6 +361,31 @@ def test_keyword_arguments_in_any_order(bk):
         g(x=x, scale=s)
     np.testing.assert_array_equal(to_np(g(scale=s, x=x)), want)
     np.testing.assert_array_equal(to_np(g(x=x, scale=s * 0.5)), want * 0.5)
+
+
+def test_results_outlive_later_replays(bk):
+    """The buffers a replay reuses (NumPy ``out=``) never hold a result the caller keeps: the
+    losses and gradients returned by earlier steps are unchanged by later ones; the printout
+    names the guard and the buffers."""
+    if bk.name == "jax":
+        pytest.skip("no buffers on JAX")
+    xn.manual_seed(0)
+    m = _mlp()
+    opt = optim.SGD(m.parameters(), lr=0.1)
+    f = xn.compile(_plain_step(m, opt, None))
+    kept = []
+    for i in range(6):
+        x = xn.tensor(X * (1 + i))
+        loss = f(x, xn.tensor(Y))
+        grads = [p.grad.data for p in m.parameters()]
+        kept.append(([loss.data] + grads, [np.array(to_np(a)) for a in [loss.data] + grads]))  # copies
+    for arrays, copies in kept:
+        for a, c in zip(arrays, copies):
+            np.testing.assert_array_equal(to_np(a), c)
+    text = str(f.program)
+    assert "guard %" in text and "max >= 3 is false" in text
+    if bk.name == "numpy":
+        assert f.program.buffers and "results written into buffers" in text
 
 
 def test_step_ending_with_zero_grad_returns_no_gradients(bk):

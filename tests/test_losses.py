@@ -118,8 +118,24 @@ def test_kl_div_batchmean_and_zero_target_match_torch(bk, log_target):
         t[0, 1] = 0.0  # 0 log 0 = 0
     else:
         t = np.log(t)
-    # (PyTorch's gradient w.r.t. a zero target is nan; xpnet's is finite, so that one is not compared)
-    _compare(F.kl_div, _tf("kl_div"), x, t, "batchmean", {"log_target": log_target}, target_grad=log_target)
+    # the target's gradient too: NaN at the zero target in both (PyTorch's xlogy rule)
+    _compare(F.kl_div, _tf("kl_div"), x, t, "batchmean", {"log_target": log_target}, target_grad=True)
+
+
+@pytest.mark.filterwarnings("ignore:reduction. 'mean' divides the total loss")
+@pytest.mark.parametrize("log_target", [False, True])
+@pytest.mark.parametrize("reduction", REDUCTIONS + ["batchmean"])
+def test_kl_div_0d_matches_torch(bk, reduction, log_target):
+    """0-d input and target (PyTorch's ``scalar_`` samples): value, input and target gradients, for
+    a positive and a zero target; nn.KLDivLoss the same; float64 gradient checks."""
+    for target in ([0.35, -1.2] if log_target else [0.35, 0.0]):
+        _compare(F.kl_div, _tf("kl_div"), np.array(-0.8), np.array(target), reduction,
+                 {"log_target": log_target}, target_grad=True)
+        _compare(lambda x, t, **kw: nn.KLDivLoss(**kw)(x, t), _tf("kl_div"), np.array(0.6), np.array(target),
+                 reduction, {"log_target": log_target}, target_grad=True)
+    fn = lambda x, t: F.kl_div(x, t, reduction=reduction, log_target=log_target)  # noqa: E731
+    xn.gradcheck(fn, t64(np.array(-0.8), grad=True), t64(np.array(0.35), grad=True))
+    xn.gradgradcheck(fn, t64(np.array(-0.8), grad=True), t64(np.array(0.35), grad=True))
 
 
 W3 = np.array([0.3, 1.0, 2.5])

@@ -170,15 +170,35 @@ def _run(tmp_path, epochs, interrupt_at=None):
     return tr, h
 
 
-def test_resume_after_interrupt_is_exact(tmp_path):
+@pytest.mark.parametrize("interrupt_at", [9, 12])  # 6 steps per epoch: in epoch 2, and after its last step
+def test_resume_after_interrupt_is_exact(tmp_path, interrupt_at):
     pytest.importorskip("safetensors")
     straight, h_straight = _run(tmp_path / "a", 4)
-    first, h_first = _run(tmp_path / "b", 4, interrupt_at=9)      # stops in epoch 2 after step 9
+    first, h_first = _run(tmp_path / "b", 4, interrupt_at=interrupt_at)
     assert "interrupted" in h_first.stop_reason and len(h_first.epoch) == 1
     resumed, h = _run(tmp_path / "b", 4)                           # a new Trainer resumes from the backup
     for p, q in zip(straight.model.parameters(), resumed.model.parameters()):
         np.testing.assert_array_equal(to_np(p), to_np(q))
     assert h.history["loss"][0] == h_straight.history["loss"][0] and len(h.epoch) == 4
+    # the interrupted epoch's loss is the mean over all its steps, before and after the resume
+    np.testing.assert_allclose(h.history["loss"], h_straight.history["loss"], rtol=1e-6)
+
+
+def test_backup_with_a_malformed_epoch_loss_is_refused(tmp_path):
+    pytest.importorskip("safetensors")
+    from xpnet import checkpoint
+    _run(tmp_path / "b", 4, interrupt_at=9)
+    path = tmp_path / "b" / "backup" / "backup.safetensors"
+    tr = make(seed=3)
+    tr.loader = None
+    info = checkpoint.load(path, tr.model)
+    meta = dict(info["metadata"], epoch_loss=["x", 3])
+    checkpoint.save(tmp_path / "bad.safetensors", tr.model, metadata=meta)
+    before = [to_np(p).copy() for p in tr.model.parameters()]
+    with pytest.raises(checkpoint.CheckpointError, match="epoch_loss"):
+        tr.restore(tmp_path / "bad.safetensors")
+    for p, q in zip(before, tr.model.parameters()):
+        np.testing.assert_array_equal(p, to_np(q))
 
 
 def test_metrics_against_numpy(bk):

@@ -6,11 +6,14 @@ clipping), :meth:`GradScaler.step` skips the optimizer step when a gradient is i
 and :meth:`GradScaler.update` halves the scale after such a step (``backoff_factor``) or
 doubles it after ``growth_interval`` clean steps in a row (``growth_factor``).  The finite
 check reads one flag per optimizer from the device (PyTorch's ``step`` does the same).
-``state_dict`` goes in checkpoints.  :class:`autocast` runs matrix products in float16 or
+``state_dict`` goes in checkpoints (``xpnet.save(..., scaler=)``; the Trainer saves and restores
+it with ``precision="16-mixed"``).  :class:`autocast` runs matrix products in float16 or
 bfloat16 and reductions, softmax, norms and losses in float32.
 """
 
 from __future__ import annotations
+
+import math
 
 from . import backend as B
 
@@ -102,23 +105,59 @@ class GradScaler:
         self._per_optimizer.clear()
 
     def state_dict(self) -> dict:
+        """``{"scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker"}`` (PyTorch's
+        keys and values); ``{}`` for a disabled scaler."""
         return {"scale": self._scale, "growth_factor": self._growth_factor, "backoff_factor": self._backoff_factor,
                 "growth_interval": self._growth_interval, "_growth_tracker": self._growth_tracker} if self._enabled else {}
 
-    def load_state_dict(self, state: dict):
+    @staticmethod
+    def check_state_dict(state) -> None:
+        """ValueError naming the first problem unless ``state`` is a state dict that
+        :meth:`load_state_dict` can load (the keys of :meth:`state_dict`; a finite scale > 0,
+        growth_factor > 1, 0 < backoff_factor < 1, whole numbers growth_interval >= 1 and
+        0 <= _growth_tracker < growth_interval).  Changes nothing."""
+        if not isinstance(state, dict):
+            raise ValueError(f"GradScaler state: expected a dict, got {type(state).__name__}")
         if not state:
+            raise ValueError("GradScaler state: it is empty (saved from a disabled GradScaler?)")
+        keys = ("scale", "growth_factor", "backoff_factor", "growth_interval", "_growth_tracker")
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise ValueError(f"GradScaler state: missing {', '.join(missing)} (expected the keys {', '.join(keys)})")
+        number = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)  # noqa: E731
+        whole = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+        checks = (("scale", lambda v: number(v) and v > 0, "a finite number > 0"),
+                  ("growth_factor", lambda v: number(v) and v > 1, "a finite number > 1"),
+                  ("backoff_factor", lambda v: number(v) and 0 < v < 1, "a number in (0, 1)"),
+                  ("growth_interval", lambda v: whole(v) and v >= 1, "a whole number >= 1"),
+                  ("_growth_tracker", lambda v: whole(v) and 0 <= v < state["growth_interval"],  # checked above
+                   f"a whole number in [0, growth_interval={state['growth_interval']!r})"))
+        for key, ok, expected in checks:
+            if not ok(state[key]):
+                raise ValueError(f"GradScaler state: {key} is {state[key]!r}: expected {expected}")
+
+    def load_state_dict(self, state: dict):
+        """Restore :meth:`state_dict`'s values (nothing for a disabled scaler, as PyTorch).  Raises
+        RuntimeError for an empty state (from a disabled scaler, as PyTorch) and ValueError for a
+        malformed one (:meth:`check_state_dict`), changing nothing."""
+        if not self._enabled:
+            return
+        if isinstance(state, dict) and not state:
             raise RuntimeError("GradScaler.load_state_dict: the state is empty (saved from a disabled scaler?)")
+        self.check_state_dict(state)
         self._scale = float(state["scale"])
-        self._growth_factor, self._backoff_factor = state["growth_factor"], state["backoff_factor"]
+        self._growth_factor, self._backoff_factor = float(state["growth_factor"]), float(state["backoff_factor"])
         self._growth_interval, self._growth_tracker = state["growth_interval"], state["_growth_tracker"]
 
 
 class autocast:
-    """``with xpnet.autocast(dtype="bfloat16"):`` (or ``"float16"``) runs ``linear`` and the
-    convolutions in that dtype, and softmax, log-softmax, batch/layer/group norm and the losses
-    in float32, as ``torch.autocast``'s op lists.  Parameters stay float32 and get float32
-    gradients (the casts are differentiable).  Also a decorator.  ``device_type`` is accepted
-    for PyTorch compatibility (the dtype alone decides here)."""
+    """``with xpnet.autocast(dtype="bfloat16"):`` (or ``"float16"``) runs ``matmul`` and the ``@``
+    operator, ``linear``, the convolutions and ``prelu`` in that dtype, and softmax, log-softmax,
+    batch/layer/group norm and the losses in float32, as ``torch.autocast``'s op lists.  Only
+    float32 (and the other low dtype) operands are cast: float64 and integers are left alone, as
+    PyTorch's.  Parameters stay float32 and get float32 gradients (the casts are differentiable).
+    Also a decorator.  ``device_type`` is accepted for PyTorch compatibility (the dtype alone
+    decides here).  Raises ValueError for a dtype other than float16 or bfloat16."""
 
     def __init__(self, device_type: str = "cpu", dtype="bfloat16", enabled: bool = True, cache_enabled=None):
         name = B.dtype_name(dtype) if not isinstance(dtype, str) else dtype

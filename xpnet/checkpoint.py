@@ -3,7 +3,7 @@
 A checkpoint written by :func:`save` holds the model's state dict as tensors
 ``model.<name>``, the optimizer's array state as ``optimizer.state.<index>.<key>``,
 optional ``extra.<name>`` tensors, and, as JSON in the header's metadata, the
-rest: optimizer hyper-parameters and host scalars, scheduler state, epoch,
+rest: optimizer hyper-parameters and host scalars, scheduler and GradScaler state, epoch,
 step, RNG and loader state, user metadata, the format version and the xpnet
 version.  :func:`save_weights` / :func:`load_weights` read and write plain
 weight files keyed by state-dict names, the files that
@@ -31,8 +31,8 @@ Guarantees:
 * **A load checks everything before it changes anything.** Every failure,
   a missing or unreadable file included, is a :class:`CheckpointError` naming
   the file and the problem (digests, structure, metadata types, shapes,
-  optimizer, scheduler, RNG and loader state), and the model, optimizer,
-  scheduler, RNG and loader are left as they were.
+  optimizer, scheduler, GradScaler, RNG and loader state), and the model, optimizer,
+  scheduler, GradScaler, RNG and loader are left as they were.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ __all__ = ["CheckpointError", "NonFiniteWeightsError", "save", "load", "save_wei
 
 FORMAT, FORMAT_VERSION = "xpnet-checkpoint", "1"
 _MODEL, _OPT, _EXTRA = "model.", "optimizer.state.", "extra."
-_INFO = ("epoch", "step", "rng", "loader", "optimizer", "scheduler", "metadata")
+_INFO = ("epoch", "step", "rng", "loader", "optimizer", "scheduler", "scaler", "metadata")
 _TENSOR_DIGESTS, _META_DIGEST = "tensor_sha256", "metadata_sha256"
 _STALE_EMPTY_S = 60.0  # an empty, unlocked temp file younger than this may be a writer that has not locked it yet
 
@@ -388,8 +388,9 @@ def _check_kind(where: str, saved, live):
 # ------------------------------------------------------------------ checkpoints
 
 def save(path, model, optimizer=None, scheduler=None, *, epoch=None, step=None, rng=None, loader=None,
-         metadata=None, extra_tensors=None):
-    """Write a full checkpoint of ``model`` (and optimizer, scheduler, loader) to ``path``, atomically.
+         metadata=None, extra_tensors=None, scaler=None):
+    """Write a full checkpoint of ``model`` (and optimizer, scheduler, loader, and the
+    :class:`~xpnet.GradScaler` ``scaler``: its ``state_dict``, as Lightning saves it) to ``path``, atomically.
 
     ``rng``: a :class:`~xpnet.backend.Generator` whose state to save (default:
     the default generator), or ``False`` for none.  ``metadata``: JSON-like
@@ -416,6 +417,8 @@ def save(path, model, optimizer=None, scheduler=None, *, epoch=None, step=None, 
         info["rng"] = (B.default_generator() if rng in (None, True) else rng).get_state()
     if loader is not None:
         info["loader"] = loader.state_dict()
+    if scaler is not None:
+        info["scaler"] = scaler.state_dict()
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "xpnet_version": xpnet.__version__, **aliases}
     meta.update({k: _dumps(k, v) for k, v in info.items() if v is not None})
     if scheduler is not None:  # functions (LambdaLR's lambdas) are not saved, as in PyTorch
@@ -427,8 +430,10 @@ def save(path, model, optimizer=None, scheduler=None, *, epoch=None, step=None, 
 
 
 def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, map_backend=None,
-         strict=True, check=None) -> dict:
-    """Restore a checkpoint written by :func:`save` into ``model`` (and ``optimizer``, ``scheduler``).
+         strict=True, check=None, scaler=None) -> dict:
+    """Restore a checkpoint written by :func:`save` into ``model`` (and ``optimizer``, ``scheduler``,
+    and an enabled :class:`~xpnet.GradScaler` ``scaler``: a file without its state, or with a
+    malformed one, is a CheckpointError).
 
     Arrays go to each parameter's backend and dtype, or with ``map_backend``
     (a name such as ``"torch:cuda"`` or a Backend) the model moves there.
@@ -517,6 +522,16 @@ def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, 
         except (ValueError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(f"{path}: the scheduler state does not fit {type(scheduler).__name__}: {e}") from None
 
+    scaler = scaler if scaler is not None and scaler.is_enabled() else None  # a disabled one has no state
+    if scaler is not None:
+        if "scaler" not in info:
+            raise CheckpointError(f"{path}: the file has no GradScaler state (it was saved without one, e.g. by a "
+                                  "Trainer with precision other than '16-mixed'); nothing was loaded")
+        try:
+            scaler.check_state_dict(info["scaler"])
+        except ValueError as e:
+            raise CheckpointError(f"{path}: the GradScaler state does not fit: {e} (nothing was loaded)") from None
+
     gen = B.default_generator() if rng is True else (rng or None)
     if gen is not None and "rng" in info:
         try:
@@ -553,6 +568,8 @@ def load(path, model, optimizer=None, scheduler=None, *, rng=True, loader=None, 
         optimizer.state, optimizer.param_groups = trial.state, trial.param_groups
     if scheduler is not None:
         scheduler.load_state_dict(info["scheduler"])
+    if scaler is not None:
+        scaler.load_state_dict(info["scaler"])
     if gen is not None and "rng" in info:
         gen.set_state(info["rng"])
     return {"epoch": info.get("epoch"), "step": info.get("step"), "metadata": info.get("metadata"),

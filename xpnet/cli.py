@@ -203,7 +203,8 @@ def train(args) -> dict:
     kwargs = {"momentum": 0.9} if args.optimizer == "sgd" else {}
     optimizer = opt_cls(model.parameters(), lr=args.lr, **kwargs)
     trainer = xn.Trainer(model, "cross_entropy", optimizer, metrics=["accuracy"], backend=args.backend,
-                         device=args.device, verbose=args.verbose, compile=args.compile)
+                         device=args.device, verbose=args.verbose, compile=args.compile,
+                         precision=args.precision)
     if not trainer.parallel.is_writer:  # under a launcher (mpiexec, torchrun) rank 0 alone prints and writes
         say = lambda *a, **k: None  # noqa: E731
     write = _write_result if trainer.parallel.is_writer else (lambda out, result: None)
@@ -303,6 +304,9 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     t.add_argument("--seed", type=int, default=0, help="random seed (weights, data split and order)")
     t.add_argument("--out", default="runs/xpnet", help="output folder (default runs/xpnet)")
+    t.add_argument("--precision", choices=("32-true", "16-mixed", "bf16-mixed"), default="32-true",
+                   help="32-true (default); 16-mixed: autocast to float16 with a GradScaler (saved in the "
+                        "checkpoints, restored by --resume); bf16-mixed: autocast to bfloat16 (Lightning's names)")
     t.add_argument("--compile", action="store_true",
                    help="record the training step once and replay it (xpnet.compile): faster, same numbers")
     t.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2),

@@ -17,6 +17,7 @@ import builtins
 import math
 
 from .. import backend as B
+from .autocast_state import to_low
 from .names import axis_names
 from .tensor import Function, Tensor, _raw
 
@@ -660,8 +661,8 @@ class Matmul(Function):
     def backward(self, g, y, a, b):
         sa, sb = _shape(a), _shape(b)
         if len(sa) == 2 and len(sb) == 2:  # the common case, kept short
-            return (matmul(g, b.mT) if self.needs[0] else None,  # (a raw constant may not lead:
-                    matmul(a.mT, g) if self.needs[1] else None)  # strict arrays refuse tensors)
+            return (_matmul(g, b.mT) if self.needs[0] else None,  # (a raw constant may not lead:
+                    _matmul(a.mT, g) if self.needs[1] else None)  # strict arrays refuse tensors)
         a2 = reshape(a, (1, sa[0])) if len(sa) == 1 else a
         b2 = reshape(b, (sb[0], 1)) if len(sb) == 1 else b
         gshape = _shape(g)
@@ -672,14 +673,24 @@ class Matmul(Function):
         g2 = reshape(g, gshape)
         ga = gb = None
         if self.needs[0]:
-            ga = reshape(sum_to(g2 @ transpose(b2, -1, -2), _shape(a2)), sa)
+            ga = reshape(sum_to(_matmul(g2, transpose(b2, -1, -2)), _shape(a2)), sa)
         if self.needs[1]:
-            gb = reshape(sum_to(transpose(a2, -1, -2) @ g2, _shape(b2)), sb)
+            gb = reshape(sum_to(_matmul(transpose(a2, -1, -2), g2), _shape(b2)), sb)
         return ga, gb
 
 
 def matmul(a, b):
-    """Matrix product with NumPy's rules for 1-D operands and batch broadcasting."""
+    """Matrix product with NumPy's rules for 1-D operands and batch broadcasting (also the ``@``
+    operator of tensors).  Under ``xpnet.autocast`` float32 operands are cast to the low precision
+    first, as ``torch.matmul`` and ``Tensor.__matmul__`` are."""
+    a, b = to_low(a, b)
+    return Matmul()(a, b)
+
+
+def _matmul(a, b):
+    """:func:`matmul` without autocast: for backward rules and for the composite operations that
+    PyTorch's autocast leaves in their input's dtype (``bilinear``, ``embedding_bag``,
+    interpolation and adaptive pooling, whose products are with constant matrices)."""
     return Matmul()(a, b)
 
 

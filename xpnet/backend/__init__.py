@@ -14,7 +14,8 @@ Everything outside this package calls only the Array API standard through a name
 - :mod:`.checks`: input checks deferred on accelerators (no synchronization per step);
 - :mod:`.random`: the seeded generator and counter-based bits made on the device;
 - :mod:`.memory`: out-of-memory errors;
-- :mod:`.jit`: ``jax.jit`` for replayed steps (:mod:`xpnet.compile`).
+- :mod:`.jit`: ``jax.jit`` for replayed steps (:mod:`xpnet.compile`);
+- :mod:`.graphs`: CUDA graphs (CuPy, torch CUDA) for replayed steps.
 
 A module imports only those above it in this list, except for the
 convenience :meth:`Backend.asarray`, which calls :func:`.arrays.as_array` at call time.
@@ -22,7 +23,7 @@ convenience :meth:`Backend.asarray`, which calls :func:`.arrays.as_array` at cal
 
 import array_api_compat  # noqa: F401  (B.array_api_compat: the compat layer, for device())
 
-from . import arrays, checks, dtypes, jit, memory, ops, precision, random, select, special  # noqa: F401
+from . import arrays, checks, dtypes, graphs, jit, memory, ops, precision, random, select, special  # noqa: F401
 from .arrays import (_host_copy, _pending_checks, as_array, backend_of, flush_checks,  # noqa: F401
                      namespace_of, on_host, to_numpy, transfer)
 from .checks import check_indices, index_bounds, require  # noqa: F401
@@ -35,7 +36,7 @@ from .precision import (MATMUL_PRECISIONS, _precision_applied, _set_cupy_precisi
                         get_float32_matmul_precision, set_float32_matmul_precision)
 from .random import (Generator, default_generator, manual_seed, random_bits, random_bits_portable,  # noqa: F401
                      set_process_stream)
-from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends,  # noqa: F401
+from .select import (API_VERSION, NAMES, Backend, BackendUnavailable, _load, available_backends, library,  # noqa: F401
                      cuda_available, current_backend, describe, device_name, get_backend,
                      matmul_precision_note, on_device, use, using)
 from .special import erf, erf_portable  # noqa: F401

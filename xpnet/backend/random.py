@@ -49,10 +49,15 @@ class Generator:
     def bernoulli(self, shape, p: float, backend=None):
         """A boolean mask, True with probability ``p`` (to 2**-24), made on the device.
         Each process of a distributed job draws its own masks (:func:`set_process_stream`)."""
+        return random_bits(shape, self.mask_keys(), backend or current_backend()) < round(p * 2**24)
+
+    def mask_keys(self) -> tuple:
+        """The two signed 32-bit keys of one :meth:`bernoulli` draw, in this process's stream
+        (:func:`set_process_stream`); advances the host generator by one draw of two."""
         keys = tuple(int(k) for k in self.host.integers(-2**31, 2**31, size=2))
         if _process["stream"]:
             keys = (_signed32(keys[0] + _process["stream"] * 0x9E3779B9), keys[1])
-        return random_bits(shape, keys, backend or current_backend()) < round(p * 2**24)
+        return keys
 
     def orthogonal(self, rows: int, cols: int):
         """A host (NumPy) matrix with orthonormal rows or columns, from QR of a normal draw."""

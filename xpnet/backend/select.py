@@ -29,6 +29,17 @@ class BackendUnavailable(RuntimeError):
 
 # ---------------------------------------------------------------- namespaces
 
+_MODULES = {"numpy": "numpy", "array_api_strict": "array_api_strict", "torch": "torch", "jax": "jax.numpy",
+            "cupy": "cupy"}
+
+
+def library(backend):
+    """The array library's own module behind ``backend`` (a :class:`Backend` or its name):
+    numpy, torch, cupy, jax.numpy or array_api_strict, for the few callers that reach a
+    library's kernels directly (``xpnet.compile``'s passes).  KeyError for an unknown name."""
+    return importlib.import_module(_MODULES[getattr(backend, "name", backend)])
+
+
 def _load(name: str):
     """Import the array library behind ``name`` and return its namespace, or
     raise :class:`BackendUnavailable` with the cause and the fix."""
@@ -38,8 +49,7 @@ def _load(name: str):
         "jax": "pip install jax",
         "array_api_strict": "pip install array-api-strict",
     }
-    module = {"numpy": "numpy", "array_api_strict": "array_api_strict",
-              "torch": "torch", "jax": "jax.numpy", "cupy": "cupy"}.get(name)
+    module = _MODULES.get(name)
     if module is None:
         raise BackendUnavailable(
             f"unknown backend {name!r}: expected one of {', '.join(NAMES)} or 'auto'")

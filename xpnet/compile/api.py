@@ -10,13 +10,15 @@ import warnings
 
 from .. import backend as B
 from ..autograd.tensor import Tensor, is_grad_enabled
+from . import graphs as _graphs
 from .program import Program
 from .state import Location, discover_roots, restore, snapshot, walk
-from .trace import Recorder, TracedArray, TracedNumber, Unreplayable, recording
+from .trace import GuardMiss, Recorder, TracedArray, TracedNumber, Unreplayable, recording
 
 __all__ = ["compile", "Compiled", "CompileError", "CompileWarning"]
 
 MAX_STRUCTURE_RETRACES = 3
+MAX_GUARD_MISSES = 4  # batches failing a guard (run eagerly) before a re-trace without guards
 
 
 class CompileError(RuntimeError):
@@ -27,7 +29,8 @@ class CompileWarning(UserWarning):
     """A compiled function falls back to eager execution (said once per reason)."""
 
 
-def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, donate: bool = True):
+def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, donate: bool = True,
+            cuda_graphs=False):
     """A callable that gives ``fn``'s results by replaying a recording of it.
 
     ``fn`` takes tensors (or arrays and Python values) and is typically a whole
@@ -51,8 +54,11 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     the globals it names and its bound ``self``.  Learning rates and optimizer step
     counters are inputs of the program, so a scheduler's change between calls is
     followed; dropout masks get fresh keys from the generator per call, so replayed
-    masks equal eager ones.  Input checks (label ranges) run on the program's
-    outputs after each replay (on an accelerator, queued until the next read back).
+    masks equal eager ones.  Input checks (label ranges): on the host the batch's
+    bounds are guards read before each replay, and a batch that fails one (a bad
+    label, an ``ignore_index`` the traced batch did not have) runs eagerly (after
+    four such calls the step is traced again without guards); on an accelerator
+    they run on the program's outputs, queued until the next read back.
 
     Not replayable: a read of a traced value on the host (``.item()``, ``float()``,
     a Python ``if`` on a tensor, printing one), a random draw on the host other than
@@ -66,17 +72,31 @@ def compile(fn=None, *, state=None, strict: bool = False, cache_size: int = 8, d
     The returned tensors are detached.  Like ``torch.compile``, the function's
     Python code does not run on a replay: side effects other than array state
     (appending to a list, printing) happen on the eager calls only.
+
+    ``cuda_graphs`` (:mod:`xpnet.compile.graphs`, like ``torch.compile(mode="reduce-overhead")``):
+    False (default, until the graph replay has been verified on a GPU): the plain replay.
+    None: replay steps on CUDA arrays (CuPy, torch CUDA) as a CUDA graph, one launch per
+    step, and elsewhere plainly; where a graph cannot be made (the reason is said in a
+    one-time :class:`CompileWarning`) the plain replay runs.  True: graphs or a
+    :class:`CompileError` (at the trace, or at the first graphed call when the capture
+    fails).  ``"emulate"``, for tests: the graph protocol (static buffers,
+    device scalars) emulated on any backend but JAX.  On JAX ``jax.jit`` replays the step
+    and ``cuda_graphs`` is not used.  Under a graph the state is updated in place (``p.data``
+    keeps its buffer), a gradient made by the step is overwritten by the next replay, and
+    returned values are copies.
     """
     if fn is None:
-        return functools.partial(compile, state=state, strict=strict, cache_size=cache_size, donate=donate)
-    return Compiled(fn, state, strict, cache_size, donate)
+        return functools.partial(compile, state=state, strict=strict, cache_size=cache_size, donate=donate,
+                                 cuda_graphs=cuda_graphs)
+    return Compiled(fn, state, strict, cache_size, donate, cuda_graphs)
 
 
 class _Entry:
-    __slots__ = ("calls", "replay", "fallback", "retraces", "program")
+    __slots__ = ("calls", "replay", "fallback", "retraces", "program", "misses")
 
     def __init__(self):
         self.calls, self.replay, self.fallback, self.retraces, self.program = 0, None, None, 0, None
+        self.misses = 0
 
 
 class _Stale(Exception):
@@ -103,10 +123,14 @@ def _signature_of(a):
 
 class Compiled:
     """What :func:`compile` returns: call it like ``fn``; ``program`` is the last traced
-    :class:`~xpnet.compile.program.Program` (None before the first trace)."""
+    :class:`~xpnet.compile.program.Program` (None before the first trace); ``runner`` the
+    function that replays it (a :class:`~xpnet.compile.graphs.GraphedStep` under a CUDA graph)."""
 
-    def __init__(self, fn, state, strict, cache_size, donate):
+    def __init__(self, fn, state, strict, cache_size, donate, cuda_graphs=False):
         self.fn, self.strict, self.cache_size, self.donate = fn, strict, cache_size, donate
+        if cuda_graphs not in _graphs.MODES:
+            raise ValueError(f"xpnet.compile: cuda_graphs={cuda_graphs!r}; expected None, True, False or 'emulate'")
+        self.cuda_graphs, self.runner = cuda_graphs, None
         self._state = state
         self._roots = None
         self._modules = None
@@ -145,6 +169,11 @@ class Compiled:
         if entry.replay is not None:
             try:
                 return entry.replay(args, kwargs)
+            except GuardMiss:  # this batch takes another path (an ignore_index, a bad label): eagerly
+                entry.misses += 1
+                if entry.misses == MAX_GUARD_MISSES:  # often: trace again, the general path
+                    entry.replay, entry.calls = None, 1
+                return self.fn(*args, **kwargs)
             except _Stale as e:
                 entry.replay, entry.calls = None, 1
                 entry.retraces += 1
@@ -166,6 +195,15 @@ class Compiled:
             self._warned.add(reason)
             warnings.warn(f"xpnet.compile({name}) runs eagerly: {reason}", CompileWarning, stacklevel=3)
 
+    def _no_graph(self, reason):
+        """A CUDA graph was asked for and cannot be had: raise (``cuda_graphs=True``) or warn once."""
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        if self.cuda_graphs is True:
+            raise CompileError(f"xpnet.compile({name}, cuda_graphs=True): no CUDA graph: {reason}")
+        if reason not in self._warned:
+            self._warned.add(reason)
+            warnings.warn(f"xpnet.compile({name}) replays without a CUDA graph: {reason}", CompileWarning, stacklevel=4)
+
     # ------------------------------------------------------------ tracing
     def _trace(self, entry, args, kwargs):
         roots = self.roots()
@@ -175,7 +213,7 @@ class Compiled:
         gen_state = gen.get_state()
         backend = next((B.backend_of(a.data if isinstance(a, Tensor) else a) for a in args
                         if isinstance(a, Tensor) or hasattr(a, "shape")), None) or B.current_backend()
-        rec = Recorder(backend)
+        rec = Recorder(backend, guards=entry.misses < MAX_GUARD_MISSES)
         memo, inputs, in_paths, aliases = {}, [], {}, []
         try:
             with recording(rec):
@@ -262,7 +300,10 @@ class Compiled:
         if backend.name == "jax":
             host, run, pick, gather, n_run = self._jax_runner(program, len(reads), values)
         else:
-            host, run, pick, gather, n_run = None, program.straight(), list(range(n_in)), list(range(n_out)), n_out
+            run = _graphs.runner(program, backend, self.cuda_graphs, reads, [loc for loc, _ in writes],
+                                 self._no_graph)
+            host, pick, gather, n_run = None, list(range(n_in)), list(range(n_out)), n_out
+        self.runner = run
         # asynchronous (JAX) or on an accelerator: reading a check's values would wait for the step,
         # so it is queued and read with the next read back (at the latest 64 steps later)
         defer = backend.name == "jax" or B.device_name(backend.device) != "cpu"
@@ -386,7 +427,7 @@ def _generate_replay(reads, picks, guards, aliases, host, run, pick, gather, n_r
     source = "\n".join(lines) + "\n"
     exec(builtins.compile(source, "<xpnet.compile replay>", "exec"), ns)
     replay = ns["replay"]
-    replay.source, replay.reads = source, reads
+    replay.source, replay.reads, replay.run, replay.write_locs = source, reads, run, write_locs
     return replay
 
 

@@ -14,29 +14,10 @@ from __future__ import annotations
 import math
 
 from .. import backend as B
-from .trace import Slot
+from .passes import _Values, _outs, _substitute, _uses, optimize
+from .trace import GuardMiss, Slot, guard_check
 
 __all__ = ["Program"]
-
-
-def _slots_in(template, out):
-    if isinstance(template, Slot):
-        out.add(template.i)
-    elif isinstance(template, (tuple, list)):
-        for t in template:
-            _slots_in(t, out)
-    elif isinstance(template, dict):
-        for t in template.values():
-            _slots_in(t, out)
-    return out
-
-
-def _uses(ins):
-    return _slots_in(ins.kwargs, _slots_in(ins.args, set()))
-
-
-def _outs(ins):
-    return () if ins.outs is None else (ins.outs if isinstance(ins.outs, tuple) else (ins.outs,))
 
 
 def _short(v) -> str:
@@ -69,6 +50,9 @@ def _show(t) -> str:
     return _short(t)
 
 
+_OPS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!="}
+
+
 class _Gen:
     """Python source for a list of instructions, constants kept in a namespace."""
 
@@ -98,8 +82,10 @@ class _Gen:
             return "[" + ", ".join(self.expr(x) for x in t) + "]"
         return self.const(t)
 
-    def function(self, name, instrs, ins, outs) -> str:
+    def function(self, name, instrs, ins, outs, guards=None, buffers=None) -> str:
         lines = [f"def {name}({''.join(f's{i}, ' for i in ins)}):"]
+        for s, check in (guards or {}).items():  # before any call: a miss changes nothing
+            lines.append(f"    if not {self.const(check)}(s{s}):\n        raise {self.const(GuardMiss)}")
         # free each slot after its last use, as eager code drops its temporaries: the memory
         # allocator then hands the same (cache-warm) buffers back
         keep = set(outs)
@@ -111,9 +97,14 @@ class _Gen:
         for s, n in last.items():
             if s not in keep:
                 dead[n].append(s)
+        buffers = buffers or {}
         for n, ins_ in enumerate(instrs):
             f = self.const(ins_.fn)
             args = [self.expr(a) for a in ins_.args] + [f"{k}={self.expr(v)}" for k, v in ins_.kwargs.items()]
+            if ins_.outs in buffers:  # the same kind of call, writing into the slot's own buffer
+                fn, buf = buffers[ins_.outs]
+                f = self.const(fn)
+                args.append(f"out={self.const(buf)}")
             call = f"{f}({', '.join(args)})"
             o = ins_.outs
             if o is None:
@@ -161,18 +152,6 @@ def _fold_constants(recorder, inputs, outputs):
     recorder.folded = len(const)
 
 
-def _substitute(template, const):
-    if isinstance(template, Slot):
-        return const.get(template.i, template)
-    if isinstance(template, tuple):
-        return tuple(_substitute(t, const) for t in template)
-    if isinstance(template, list):
-        return [_substitute(t, const) for t in template]
-    if isinstance(template, dict):
-        return {k: _substitute(v, const) for k, v in template.items()}
-    return template
-
-
 class Program:
     """A traced step.
 
@@ -186,6 +165,9 @@ class Program:
         self.backend = backend
         self.inputs, self.outputs = list(inputs), list(outputs)
         self.kinds = list(recorder.kinds)
+        # checks of the batch's bounds made before each replay (see trace.TracedBound)
+        self.guards = {s: guard_check(c, recorder.values[s]) for s, c in (recorder.guards or {}).items() if c}
+        self._guard_conds = {s: list(c) for s, c in (recorder.guards or {}).items() if c}
         _fold_constants(recorder, {s for s, _ in self.inputs}, {s for s, _ in self.outputs})
         needed = {s for s, _ in self.outputs}
         kept = []
@@ -194,6 +176,9 @@ class Program:
                 kept.append(ins)
                 needed |= _uses(ins)
         self.instrs = kept[::-1]
+        escaping = {s for s, _ in self.inputs} | {s for s, _ in self.outputs}
+        self.instrs, self.resolved, self.fused, self.buffers = optimize(self.instrs, _Values(recorder.values), backend,
+                                                                         escaping)
         self.recorded, self.folded = len(recorder.instrs), recorder.folded
         self.live = needed  # the slots the kept instructions and the outputs use
 
@@ -202,9 +187,13 @@ class Program:
 
     def __str__(self):
         lines = [f"program on {B.describe(self.backend)}: {len(self.inputs)} inputs, {len(self.instrs)} operations "
-                 f"({self.recorded - len(self.instrs)} recorded ones unused, {self.folded} computed once at the trace), "
-                 f"{len(self.outputs)} outputs"]
+                 f"({self.recorded - len(self.instrs) - self.fused} recorded ones unused, {self.folded} computed once "
+                 f"at the trace, {self.fused} casts fused into arithmetic, {len(self.buffers)} results written into "
+                 f"buffers reused by every replay), {len(self.outputs)} outputs"]
         lines += [f"  in   %{s} = {label}" for s, label in self.inputs]
+        for s, conds in self._guard_conds.items():
+            lines.append(f"  guard %{s}: " + ", ".join(f"{('min', 'max')[i]} {_OPS.get(op.__name__, op.__name__)} {o!r}"
+                                                      f"{'' if r else ' is false'}" for i, op, o, r in conds))
         for ins in self.instrs:
             args = [_show(a) for a in ins.args] + [f"{k}={_show(v)}" for k, v in ins.kwargs.items()]
             o = ins.outs
@@ -218,7 +207,8 @@ class Program:
     def straight(self):
         """One function ``run(*input values) -> output values`` running every instruction in order."""
         g = _Gen()
-        src = g.function("run", self.instrs, [s for s, _ in self.inputs], [s for s, _ in self.outputs])
+        src = g.function("run", self.instrs, [s for s, _ in self.inputs], [s for s, _ in self.outputs], self.guards,
+                         self.buffers)
         self.source = src
         return g.compile(src, "run")
 
@@ -253,7 +243,7 @@ class Program:
         dev_in = [s for s in in_slots if s not in host_slots and (s in dev_uses or s in out_slots)]
         dev_in += [s for s in host_outs if s in dev_uses and s not in dev_made]
         g = _Gen()
-        host_fn = g.compile(g.function("host", host, in_slots, host_outs), "host")
+        host_fn = g.compile(g.function("host", host, in_slots, host_outs, self.guards), "host")
         g2 = _Gen()
         dev_out = [s for s in out_slots if s not in host_slots]
         dev_fn = g2.compile(g2.function("device", dev, dev_in, dev_out), "device")

@@ -8,6 +8,16 @@ template, output slots)``.  Host numbers that change between steps (learning
 rates, optimizer step counters) are wrapped alike in :class:`TracedNumber`.
 What cannot be replayed (a read back to the host, a random draw on the host)
 raises :class:`Unreplayable` naming the operation.
+
+On the host (NumPy, PyTorch CPU, array-api-strict) the bounds of an integer
+batch input (class labels, embedding indices: ``xpnet.backend.index_bounds``)
+are read during the trace as in eager code, as :class:`TracedBound` numbers:
+every comparison made with them (the range check, "is ``ignore_index``
+among the labels") is answered from the traced batch and kept as a *guard*
+of the program.  A replay first reads the new batch's bounds and checks that
+each comparison comes out the same; when one does not (a label out of range,
+an ``ignore_index`` that now occurs) that call runs eagerly
+(:class:`GuardMiss`).  So the program holds only the path the batch took.
 """
 
 from __future__ import annotations
@@ -24,7 +34,8 @@ from ..backend import checks as _checks
 from ..backend import dtypes as _dtypes
 from ..backend import random as _random
 
-__all__ = ["TracedArray", "TracedNumber", "Recorder", "Unreplayable", "Slot", "NAMESPACE", "recording"]
+__all__ = ["TracedArray", "TracedNumber", "TracedBound", "Recorder", "Unreplayable", "GuardMiss", "Slot",
+           "NAMESPACE", "recording"]
 
 
 class Unreplayable(RuntimeError):
@@ -33,6 +44,10 @@ class Unreplayable(RuntimeError):
     def __init__(self, op: str):
         self.op = op
         super().__init__(op)
+
+
+class GuardMiss(Exception):
+    """A replay's batch fails a guard of the program (see the module's docstring): run this call eagerly."""
 
 
 class Slot:
@@ -87,7 +102,7 @@ _active: list = []  # the recorder of the trace in progress (at most one)
 class Recorder:
     """The instructions, slots and checks of one trace on backend ``backend``."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, guards: bool = True):
         self.backend = backend
         self.xp = backend.xp
         self.instrs: list = []
@@ -95,6 +110,18 @@ class Recorder:
         self.kinds: list = []  # per slot: "state", "input", "host-input", or the producing op's name
         self.checks: list = []  # (slot, check function) of deferred input checks
         self.tracing_backend = None  # ``backend`` with the stand-in namespace (B.backend_of of a stand-in)
+        # host reads of batch bounds answered during the trace: {slot: [(bound 0|1, op, other, result)]}
+        self.guards = {} if guards else None
+
+    def guard(self, slot):
+        """``(min, max)`` of input slot ``slot`` as :class:`TracedBound` (None if not guardable)."""
+        if self.guards is None or self.kinds[slot] != "input" or self.backend.name == "jax":
+            return None
+        bounds = _bounds(self.values[slot])
+        if bounds is None:
+            return None
+        conds = self.guards.setdefault(slot, [])
+        return tuple(TracedBound(v, i, conds) for i, v in enumerate(bounds))
 
     def new_slot(self, value, kind):
         self.values.append(value)
@@ -332,6 +359,98 @@ class TracedNumber:
         return format(self.v, spec)
 
 
+class TracedBound:
+    """``min`` (``i = 0``) or ``max`` (``i = 1``) of a batch input, read on the host during a trace.
+
+    Comparisons answer from the traced value ``v`` and append ``(i, op, other, result)``
+    to ``conds``: the guards a replay's batch must pass.  ``int()`` guards the exact value."""
+
+    __slots__ = ("v", "i", "conds")
+
+    def __init__(self, v, i, conds):
+        self.v, self.i, self.conds = v, i, conds
+
+    def __repr__(self):
+        return f"TracedBound({self.v})"
+
+    def __int__(self):
+        self.conds.append((self.i, operator.eq, self.v, True))
+        return self.v
+
+    __index__ = __int__
+
+    def __format__(self, spec):
+        return format(int(self), spec)
+
+
+def _compare(op):
+    def method(self, other):
+        if isinstance(other, TracedBound):
+            other = int(other)
+        r = op(self.v, other)
+        self.conds.append((self.i, op, other, r))
+        return r
+    return method
+
+
+def _exact(op, reflected=False):
+    def method(self, other):  # arithmetic: on the exact value (guarded as such)
+        return op(other, int(self)) if reflected else op(int(self), int(other) if isinstance(other, TracedBound) else other)
+    return method
+
+
+for _n in _COMPARE:
+    setattr(TracedBound, f"__{_n}__", _compare(getattr(operator, _n)))
+for _n in ("add", "sub", "mul", "floordiv", "mod"):
+    setattr(TracedBound, f"__{_n}__", _exact(getattr(operator, _n)))
+    setattr(TracedBound, f"__r{_n}__", _exact(getattr(operator, _n), reflected=True))
+TracedBound.__neg__ = lambda self: -int(self)
+TracedBound.__hash__ = None
+
+
+def _bounds(x):
+    """``(min, max)`` of integer array ``x`` as Python ints on the host (None when empty or on a device):
+    the array's own methods where it has them (NumPy, PyTorch), else the namespace's."""
+    if math.prod(x.shape) == 0 or not B.on_host(x):
+        return None
+    if hasattr(x, "min") and hasattr(x, "max"):
+        return int(x.min()), int(x.max())
+    xp = B.namespace_of(x)
+    return int(xp.min(x)), int(xp.max(x))
+
+
+def _bounds_fn(x0):
+    """A function giving the ``(min, max)`` of an array like ``x0`` (same type, shape and device,
+    as the program's signature fixes) with the least work: NumPy's reductions called directly
+    (the array's own library, already imported by the backend), ``aminmax`` on PyTorch."""
+    lib = B.library("numpy") if type(x0).__module__ == "numpy" else None
+    if lib is not None:
+        lo, hi = lib.minimum.reduce, lib.maximum.reduce
+        return lambda x: (int(lo(x, axis=None)), int(hi(x, axis=None)))
+    if hasattr(x0, "aminmax"):
+        def torch_bounds(x):
+            lo, hi = x.aminmax()
+            return int(lo), int(hi)
+        return torch_bounds
+    return _bounds
+
+
+def guard_check(conds, x0):
+    """A function ``check(x) -> bool``: whether batch ``x`` (like ``x0``) passes every guard in ``conds``."""
+    conds = tuple(c for n, c in enumerate(conds) if c not in conds[:n])
+    bounds = _bounds_fn(x0)
+
+    def check(x):
+        b = bounds(x)
+        if b is None:
+            return False
+        for i, op, other, r in conds:
+            if op(b[i], other) != r:
+                return False
+        return True
+    return check
+
+
 for _n in _BINARY:
     _op = getattr(operator, _n)
     _name = _n.rstrip("_")
@@ -455,7 +574,7 @@ def _require(orig):
 
 def _index_bounds(orig):
     def index_bounds(index):
-        return None if isinstance(index, TracedArray) else orig(index)
+        return _rec().guard(index.s) if isinstance(index, TracedArray) else orig(index)
     return index_bounds
 
 
@@ -464,8 +583,9 @@ def _isdtype(orig, xp, dtype, kind):
 
 
 def _draw_keys(gen):
-    """The two 32-bit keys of one :meth:`Generator.bernoulli` draw (as the eager call draws them)."""
-    return tuple(int(k) for k in gen.host.integers(-2**31, 2**31, size=2))
+    """The two 32-bit keys of one :meth:`Generator.bernoulli` draw (as the eager call draws them,
+    in this process's stream)."""
+    return gen.mask_keys()
 
 
 def _bernoulli(self, shape, p: float, backend=None):

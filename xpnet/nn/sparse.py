@@ -77,7 +77,8 @@ class Embedding(Module):
 
 class EmbeddingBag(Module):
     """Sums, means or maxima of bags of embeddings (see :func:`xpnet.nn.functional.embedding_bag`);
-    ``weight`` (num_embeddings, embedding_dim), initialized N(0, 1), the ``padding_idx`` row zero."""
+    ``weight`` (num_embeddings, embedding_dim), initialized N(0, 1), the ``padding_idx`` row zero.
+    ``max_norm``, ``norm_type`` and ``scale_grad_by_freq`` as in :class:`Embedding`."""
 
     def __init__(self, num_embeddings: int, embedding_dim: int, max_norm=None, norm_type: float = 2.0,
                  scale_grad_by_freq: bool = False, mode: str = "mean", sparse: bool = False, _weight=None,
@@ -85,8 +86,9 @@ class EmbeddingBag(Module):
         super().__init__()
         if mode not in ("sum", "mean", "max"):
             raise ValueError(f"EmbeddingBag: mode={mode!r} is not supported: expected 'sum', 'mean' or 'max'")
-        if max_norm is not None or scale_grad_by_freq:
-            raise NotImplementedError("EmbeddingBag: max_norm and scale_grad_by_freq are not supported")
+        if scale_grad_by_freq and mode == "max":
+            raise ValueError("EmbeddingBag: max mode does not support scaling the gradient by the frequency "
+                             "(scale_grad_by_freq=True needs mode 'sum' or 'mean')")
         if padding_idx is not None:
             if not -num_embeddings <= padding_idx < num_embeddings:
                 raise ValueError(f"EmbeddingBag: padding_idx {padding_idx} is out of range for "
@@ -104,12 +106,17 @@ class EmbeddingBag(Module):
     reset_parameters = Embedding.reset_parameters
 
     def forward(self, input, offsets=None, per_sample_weights=None):
-        return embedding_bag(input, self.weight, offsets, mode=self.mode, per_sample_weights=per_sample_weights,
+        return embedding_bag(input, self.weight, offsets, self.max_norm, self.norm_type, self.scale_grad_by_freq,
+                             mode=self.mode, per_sample_weights=per_sample_weights,
                              include_last_offset=self.include_last_offset, padding_idx=self.padding_idx)
 
     def extra_repr(self):
-        pad = f", padding_idx={self.padding_idx}" if self.padding_idx is not None else ""
-        return f"{self.num_embeddings}, {self.embedding_dim}, mode={self.mode!r}{pad}"
+        s = f"{self.num_embeddings}, {self.embedding_dim}"  # PyTorch's order
+        s += f", max_norm={self.max_norm}" if self.max_norm is not None else ""
+        s += f", norm_type={self.norm_type}" if self.norm_type != 2 else ""
+        s += ", scale_grad_by_freq=True" if self.scale_grad_by_freq else ""
+        s += f", mode={self.mode!r}"
+        return s + (f", padding_idx={self.padding_idx}" if self.padding_idx is not None else "")
 
 
 def _raw_data(w):

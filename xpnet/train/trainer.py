@@ -81,13 +81,18 @@ def _optimizer(optimizer, model):
 
 
 def _check_history(meta):
-    """Refuse a checkpoint whose saved History is malformed (before anything is loaded)."""
+    """Refuse a checkpoint whose saved History or running epoch loss is malformed (before
+    anything is loaded)."""
     meta = meta or {}
     history, epochs = meta.get("history", {}), meta.get("history_epochs", [])
     if not isinstance(history, dict) or not all(isinstance(v, list) for v in history.values()):
         raise ValueError("metadata 'history' is not a dict of lists of per-epoch values")
     if not isinstance(epochs, list) or not all(type(e) is int for e in epochs):
         raise ValueError("metadata 'history_epochs' is not a list of epoch numbers")
+    loss = meta.get("epoch_loss", [0.0, 0])
+    if (not isinstance(loss, list) or len(loss) != 2 or type(loss[1]) is not int or loss[1] < 0
+            or not isinstance(loss[0], (int, float)) or isinstance(loss[0], bool)):
+        raise ValueError("metadata 'epoch_loss' is not [sum of the epoch's step losses, number of steps]")
 
 
 def _precision(precision):
@@ -102,6 +107,20 @@ def _precision(precision):
         return p, "bfloat16", None
     raise ValueError(f"Trainer: precision={precision!r} is not supported: expected '32-true', '16-mixed' or "
                      "'bf16-mixed'")
+
+
+
+class _EpochLoss:
+    """The running sum of an epoch's step losses: ``pending`` device scalars not read back yet,
+    ``total`` and ``count`` of those read.  ``mean`` is NaN before any step (an epoch resumed
+    after its last step from an older backup without the sum)."""
+
+    def __init__(self, total: float = 0.0, count: int = 0):
+        self.pending, self.total, self.count = [], total, count
+
+    @property
+    def mean(self) -> float:
+        return self.total / self.count if self.count else math.nan
 
 
 class Trainer:
@@ -121,6 +140,11 @@ class Trainer:
     of that many batches per update.  ``compile=True`` runs the training step (forward,
     backward, clipping, update) and the evaluation step through :func:`xpnet.compile`:
     recorded once per batch shape, then replayed (the same numbers; see there).
+    ``precision`` (Lightning's spelling): ``"32-true"``; ``"16-mixed"`` runs the forward under
+    ``xpnet.autocast(float16)`` with a :class:`xpnet.GradScaler` (``scaler``, default
+    ``GradScaler()``; its state goes in checkpoints); ``"bf16-mixed"`` under
+    ``autocast(bfloat16)`` without a scaler.  ValueError for another precision, or a ``scaler``
+    with a precision that has none.
 
     When a step runs out of memory, ``fit``/``evaluate``/``predict``/``lr_range_test`` raise
     :class:`xpnet.OutOfMemoryError` (a MemoryError) saying what to try, from the library's error.
@@ -138,10 +162,17 @@ class Trainer:
 
     def __init__(self, model, loss=None, optimizer=None, metrics=(), *, device="auto", backend=None, scheduler=None,
                  scheduler_interval="epoch", clip_grad_norm=None, accumulate=1, num_classes=None, verbose=1,
-                 compile=False, precision="32-true"):
+                 compile=False, precision="32-true", scaler=None):
         if accumulate < 1:
             raise ValueError(f"accumulate must be >= 1, got {accumulate}")
         self.precision, self._autocast, self.scaler = _precision(precision)
+        if scaler is not None:
+            if self.scaler is None:
+                raise ValueError(f"Trainer: a scaler is used with precision='16-mixed' only, got "
+                                 f"precision={self.precision!r}")
+            if not isinstance(scaler, GradScaler):
+                raise TypeError(f"Trainer: scaler must be an xpnet.GradScaler, got {type(scaler).__name__}")
+            self.scaler = scaler
         self.backend, self.device_line = _pick_backend(device, backend)
         self.parallel = DataParallel(self.backend, device)  # under a launcher: one device per process
         if self.parallel.backend is not self.backend:
@@ -156,6 +187,7 @@ class Trainer:
         self.clip_grad_norm, self.accumulate = clip_grad_norm, accumulate
         self.verbose = verbose if self.parallel.is_writer else 0
         self.epoch, self.global_step, self.step_in_epoch = 0, 0, 0
+        self._running, self._resumed_loss = None, (0.0, 0)  # the current epoch's loss (_EpochLoss)
         self.history = History()
         self.loader = None  # the training DataLoader of the latest fit
         self.results = {}  # the latest non-scalar metric values, e.g. a confusion matrix
@@ -365,7 +397,9 @@ class Trainer:
         resume = getattr(loader, "_resume", None)  # set when a checkpoint restored the loader mid-epoch
         start_step = self.step_in_epoch = resume[1] if resume else 0
         progress.start_epoch(epoch, n_batches, start_step)
-        pending, total, count, t0 = [], None, 0, time.perf_counter()
+        # the epoch's loss so far: a mid-epoch backup carries it, so the resumed epoch's mean covers every step
+        running = self._running = _EpochLoss(*(self._resumed_loss if resume else (0.0, 0)))
+        self._resumed_loss, t0 = (0.0, 0), time.perf_counter()
         try:
             for i, batch in enumerate(loader, start=start_step):
                 xb, yb = self._split(batch)
@@ -373,16 +407,15 @@ class Trainer:
                     cb.on_train_batch_begin(i)
                 self._window = min(self.accumulate, n_batches - i // self.accumulate * self.accumulate)
                 loss, out = self.train_step(xb, yb, last=i == n_batches - 1)
-                pending.append(loss.data)
+                running.pending.append(loss.data)
                 with no_grad():
                     for m in self.metrics:
                         m.update(out, yb)
                 for cb in cbs:
                     cb.on_train_batch_end(i, {"loss": loss})
-                if len(pending) >= every or i == n_batches - 1 or self.interrupted:
-                    total, count = self._drain(pending, i, total, count)
-                    pending = []
-                    progress.update(i + 1, total / count, time.perf_counter() - t0)
+                if len(running.pending) >= every or i == n_batches - 1 or self.interrupted:
+                    self._drain(running, i)
+                    progress.update(i + 1, running.mean, time.perf_counter() - t0)
                 if self.interrupted:
                     break
         except NonFiniteLoss:
@@ -391,7 +424,7 @@ class Trainer:
         if self.interrupted:
             progress.close()
             return None
-        logs = {"loss": total / max(count, 1), **self._scalars(self.metrics)}
+        logs = {"loss": running.mean, **self._scalars(self.metrics)}
         if val_loader is not None:
             logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader, _step="fit (validation)").items()})
         logs["lr"] = float(self.optimizer.param_groups[0]["lr"])
@@ -405,15 +438,19 @@ class Trainer:
             cb.on_epoch_end(epoch, logs)
         return logs
 
-    def _drain(self, pending, last_step, total, count):
-        """Read the pending losses back in one transfer; stop at the first non-finite one."""
+    def _drain(self, running, last_step):
+        """Read the pending losses back in one transfer into ``running``; stop at the first
+        non-finite one."""
+        if not running.pending:
+            return
         xp = self.backend.xp
-        values = B.to_numpy(self.parallel.mean(xp.stack([xp.reshape(v, ()) for v in pending]))).tolist()
+        values = B.to_numpy(self.parallel.mean(xp.stack([xp.reshape(v, ()) for v in running.pending]))).tolist()
+        running.pending = []
         first = last_step - len(values) + 1
         for k, v in enumerate(values):
             if not math.isfinite(v):
                 self.nonfinite(first + k, v)
-        return (total or 0.0) + sum(values), count + len(values)
+        running.total, running.count = running.total + sum(values), running.count + len(values)
 
     def _catch_sigint(self):
         """Turn Ctrl-C into 'stop after this step' while fit runs (main thread only)."""
@@ -595,8 +632,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, path, epoch, weights_only=False, resumable=False):
-        """Write the model (and unless ``weights_only`` the optimizer, scheduler, RNG and
-        history; with ``resumable`` the data order too) to ``path`` atomically.  ``epoch`` is
+        """Write the model (and unless ``weights_only`` the optimizer, scheduler, GradScaler
+        (``precision="16-mixed"``), RNG and history; with ``resumable`` the data order too) to
+        ``path`` atomically.  ``epoch`` is
         the number of finished epochs, i.e. the epoch to run next."""
         from .. import checkpoint
         result = None
@@ -606,22 +644,30 @@ class Trainer:
                     result = checkpoint.save_weights(path, self.model)
                 else:
                     meta = {"history": self.history.history, "history_epochs": self.history.epoch}
+                    running = self._running
+                    if resumable and running is not None and epoch == self.epoch:  # saved mid-epoch
+                        self._drain(running, self.step_in_epoch - 1)
+                        meta["epoch_loss"] = [running.total, running.count]
                     result = checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
                                              step=self.global_step, loader=self.loader if resumable else None,
-                                             metadata=meta)
+                                             metadata=meta, scaler=self.scaler)
         finally:
             self.parallel.after_save()  # also when the save failed, so that no rank is left waiting
         return result
 
     def restore(self, path):
-        """Load a checkpoint written by :meth:`save_checkpoint` and continue from it."""
+        """Load a checkpoint written by :meth:`save_checkpoint` and continue from it (with
+        ``precision="16-mixed"`` the GradScaler's scale and growth tracker too: a file without
+        them is a CheckpointError, and nothing is changed)."""
         from .. import checkpoint
         info = checkpoint.load(path, self.model, self.optimizer, self.scheduler, loader=self.loader,
-                               check=_check_history)
+                               check=_check_history, scaler=self.scaler)
         self.epoch = info["epoch"] or 0
         self.global_step = info["step"] or 0
         meta = info.get("metadata") or {}
         self.history.history = {k: list(v) for k, v in meta.get("history", {}).items()}
         self.history.epoch = list(meta.get("history_epochs", []))
+        total, count = meta.get("epoch_loss", (0.0, 0))
+        self._resumed_loss = (float(total), int(count))
         self.log(f"Resumed from {path}: epoch {self.epoch + 1}, step {self.global_step}")
         return info

@@ -15,6 +15,7 @@ from ...autograd.functions import (_norm_axes, _shape, abs, exp, getitem, leaky_
                                    tanh, where)
 from ... import backend as B
 from ...autograd.names import axis_names
+from ...autograd.autocast_state import to_low
 from ...autograd.softmax import LogSoftmax, Softmax, _prepare_softmax, log_softmax, softmax  # noqa: F401
 from ...autograd.tensor import Function, Tensor, _raw
 
@@ -237,7 +238,9 @@ def hardswish(input, inplace: bool = False):
 
 def prelu(input, weight):
     """x where x > 0, else weight * x; ``weight`` has 1 element or one per channel (dim 1 of
-    the input, dim 0 of a 1-D input)."""
+    the input, dim 0 of a 1-D input).  In the low precision under ``xpnet.autocast`` (PyTorch's
+    autocast lists prelu with the matrix products)."""
+    input, weight = to_low(input, weight)
     shape, n = _shape(_raw(input)), math.prod(_shape(_raw(weight)))
     if n != 1:
         ch = 1 if len(shape) >= 2 else 0

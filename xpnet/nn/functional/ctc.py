@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ... import backend as B
 from ...autograd import functions as F
+from ...autograd.autocast_state import to_float32
 from ...autograd.tensor import Tensor, _raw
 from .loss import _check_reduction, _input
 
@@ -60,6 +61,7 @@ def ctc_loss(log_probs, targets, input_lengths, target_lengths, blank: int = 0, 
     """
     name = "ctc_loss"
     _check_reduction(name, reduction)
+    log_probs = to_float32(log_probs)  # float32 under xpnet.autocast (PyTorch's list)
     lr = _input(name, log_probs)
     xp = B.namespace_of(lr)
     dev = B.array_api_compat.device(lr)

@@ -13,6 +13,17 @@ def _check_p(p, who: str):
         raise ValueError(f"{who}: dropout probability has to be between 0 and 1, but got {p}")
 
 
+def _without_mask(input, p, training: bool, who: str):
+    """The result when no mask is drawn: ``input`` in eval or for p == 0, zeros for p == 1
+    (as PyTorch); None when a mask is needed.  Raises ValueError for p outside [0, 1]."""
+    _check_p(p, who)
+    if not training or p == 0:
+        return input
+    if p == 1:
+        return input * 0.0
+    return None
+
+
 def dropout(input, p: float = 0.5, training: bool = True, generator=None, inplace: bool = False):
     """Zero each element with probability ``p`` and scale the rest by 1 / (1 - p).
 
@@ -22,16 +33,11 @@ def dropout(input, p: float = 0.5, training: bool = True, generator=None, inplac
     on every backend; the gradient flows only through the kept elements.
     ``inplace`` is accepted for PyTorch compatibility and ignored.
     """
-    _check_p(p, "dropout")
-    if not training or p == 0:
-        return input
-    if p == 1:
-        return input * 0.0
+    trivial = _without_mask(input, p, training, "dropout")
+    if trivial is not None:
+        return trivial
     x = _raw(input)
-    b = B.backend_of(x)
-    gen = generator if generator is not None else B.default_generator()
-    keep = gen.bernoulli(tuple(x.shape), 1.0 - p, backend=b)
-    return input * (b.xp.astype(keep, x.dtype) * (1.0 / (1.0 - p)))
+    return input * (_keep_mask(x, x.shape, p, generator) * (1.0 / (1.0 - p)))
 
 
 def _keep_mask(x, shape, p, generator):
@@ -54,11 +60,9 @@ def _feature_shape(x, nd: int, who: str):
 
 
 def _feature_dropout(input, p, training, generator, nd, who):
-    _check_p(p, who)
-    if not training or p == 0:
-        return input
-    if p == 1:
-        return input * 0.0
+    trivial = _without_mask(input, p, training, who)
+    if trivial is not None:
+        return trivial
     x = _raw(input)
     return input * (_keep_mask(x, _feature_shape(x, nd, who), p, generator) * (1.0 / (1.0 - p)))
 
@@ -82,11 +86,9 @@ _SELU_ALPHA_PRIME = -1.0507009873554804934193349852946 * 1.673263242354377284817
 
 
 def _alpha_dropout(input, p, training, generator, feature, who):
-    _check_p(p, who)
-    if not training or p == 0:
-        return input
-    if p == 1:
-        return input * 0.0
+    trivial = _without_mask(input, p, training, who)
+    if trivial is not None:
+        return trivial
     x = _raw(input)
     shape = _feature_shape(x, 0, who) if feature else tuple(x.shape)
     keep = _keep_mask(x, shape, p, generator)

@@ -119,14 +119,20 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type: float =
     ``per_sample_weights`` (input's shape, 'sum' mode only) scale each embedding.  Entries equal
     to ``padding_idx`` are left out of their bag (and of its count).  An empty bag gives zeros.
     Output: (B, embedding_dim).  Bags are formed on the device with a (B, T) membership mask,
-    so nothing is read back to the host.  ``max_norm`` and ``scale_grad_by_freq`` are not supported.
+    so nothing is read back to the host.  ``max_norm``, ``norm_type`` and ``scale_grad_by_freq`` act
+    as in :func:`embedding` over all of ``input``: the rows looked up are renormalized in ``weight``
+    itself (outside the graph), and each row's gradient is divided by its count in ``input``
+    (the documented rule, PyTorch's on CUDA; its CPU kernel up to 2.13 divides some rows by
+    another row's count, pytorch/pytorch#190063).  ``scale_grad_by_freq`` with mode 'max' raises
+    ValueError, as PyTorch.
     """
-    from ...autograd.functions import matmul, max as amax, reshape, where
+    from ...autograd.functions import _matmul, max as amax, reshape, where
     who = "embedding_bag"
     if mode not in ("sum", "mean", "max"):
         raise ValueError(f"{who}: mode={mode!r} is not supported: expected 'sum', 'mean' or 'max'")
-    if max_norm is not None or scale_grad_by_freq:
-        raise NotImplementedError(f"{who}: max_norm and scale_grad_by_freq are not supported")
+    if scale_grad_by_freq and mode == "max":
+        raise ValueError(f"{who}: max mode does not support scaling the gradient by the frequency "
+                         "(scale_grad_by_freq=True needs mode 'sum' or 'mean')")
     if per_sample_weights is not None and mode != "sum":
         raise ValueError(f"{who}: per_sample_weights is only supported for mode='sum', got mode={mode!r}")
     w = _raw(weight)
@@ -158,7 +164,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type: float =
     if padding_idx is not None:
         padding_idx %= w.shape[0]
         member = member & (flat != padding_idx)[None, :]
-    emb = embedding(flat, weight, padding_idx)  # (T, D)
+    emb = embedding(flat, weight, padding_idx, max_norm, norm_type, scale_grad_by_freq)  # (T, D)
     if per_sample_weights is not None:
         emb = emb * reshape(per_sample_weights, (-1, 1))
     m = xp.astype(member, w.dtype)
@@ -167,7 +173,7 @@ def embedding_bag(input, weight, offsets=None, max_norm=None, norm_type: float =
         picked = where(member[:, :, None], reshape(emb, (1,) + tuple(emb.shape)), neg)
         best = amax(picked, 1)
         return where(xp.any(member, axis=1)[:, None], best, 0.0)
-    out = matmul(m, emb)  # (B, D)
+    out = _matmul(m, emb)  # (B, D): in the weight's dtype under autocast too (as PyTorch)
     if mode == "mean":
         count = xp.sum(m, axis=1, keepdims=True)
         out = out / xp.where(count > 0, count, xp.ones_like(count))

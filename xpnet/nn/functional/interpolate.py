@@ -13,7 +13,7 @@ import functools
 import math
 
 from ... import backend as B
-from ...autograd.functions import matmul, reshape
+from ...autograd.functions import _matmul, reshape
 from ...autograd.tensor import _raw
 from .pooling import _along, _averaging_host
 
@@ -111,7 +111,7 @@ def interpolate(input, size=None, scale_factor=None, mode: str = "nearest", alig
             continue
         rows = _matrix_host(mode, sizes[d], out[d], scales[d], align_corners)
         m = B.as_array([list(c) for c in zip(*rows)], B.dtype_name(x.dtype), B.backend_of(x))  # (n_in, n_out)
-        y = _along(y, 2 + d, lambda t: matmul(t, m))
+        y = _along(y, 2 + d, lambda t: _matmul(t, m))  # not autocast (as PyTorch's upsampling)
     return y
 
 

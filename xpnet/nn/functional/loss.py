@@ -376,10 +376,11 @@ def _class_indices(name, t, xr, axis, C, ignore_index=None):
     if tuple(y.shape) != want:
         raise ValueError(f"{name}: input shape {tuple(xr.shape)} and target shape {tuple(y.shape)} do not match: "
                          f"expected class indices of shape {want}")
+    # read on the CPU (of the batch as given: a compiled step guards on it); None on an accelerator
+    bounds = B.index_bounds(y)
     if y.dtype != xp.int64:
         y = xp.astype(y, xp.int64)
     what = f"{name}: target class" + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-    bounds = B.index_bounds(y)  # read on the CPU; None on an accelerator (no synchronization)
     if ignore_index is None or (bounds is not None and not bounds[0] <= ignore_index <= bounds[1]):
         return B.check_indices(y, C, what, bounds=bounds), None  # nothing to ignore
     kept = y != ignore_index
@@ -615,12 +616,29 @@ def nll_loss(input, target, weight=None, ignore_index: int = -100, reduction: st
     return _reduce(loss, reduction)
 
 
+class _XLogX(Function):
+    """``t log t`` with ``0 log 0 = 0`` (``torch.xlogy(t, t)``).  The derivative ``log t + 1`` is
+    NaN at ``t = 0``, as PyTorch's (its xlogy rule adds ``t / t``): a zero target's gradient is
+    NaN in both."""
+
+    def forward(self, xp, t):
+        zero = t == 0
+        return xp.where(zero, xp.zeros_like(t), t * xp.log(xp.where(zero, xp.ones_like(t), t)))
+
+    def backward(self, g, y, t):
+        zero = _raw(t) == 0
+        return g * F.where(zero, math.nan, F.log(F.where(zero, 1.0, t)) + 1.0),
+
+
 def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
-    """Kullback-Leibler divergence ``target (log target - input)`` with ``input`` log-probabilities.
+    """Kullback-Leibler divergence ``target (log target - input)`` with ``input`` log-probabilities,
+    elementwise for any shape (0-d included); ``target`` of the input's shape.
 
     ``log_target=True`` reads ``target`` as log-probabilities too.
-    ``"batchmean"`` divides the sum by the batch size (the mathematically
-    right KL); ``"mean"`` divides by the number of elements, as PyTorch.
+    ``"batchmean"`` divides the sum by the batch size (the size of the first axis; 1 for a 0-d
+    input) (the mathematically right KL); ``"mean"`` divides by the number of elements, as
+    PyTorch.  Forward and gradients are PyTorch's, also where the target is 0 (``0 log 0 = 0``;
+    the target's gradient there is NaN, as PyTorch's).
     """
     name = "kl_div"
     _check_reduction(name, reduction, REDUCTIONS + ("batchmean",))
@@ -629,8 +647,7 @@ def kl_div(input, target, reduction: str = "mean", log_target: bool = False):
     if log_target:
         loss = F.exp(t) * (t - input)
     else:
-        zero = _raw(t) == 0
-        loss = F.where(zero, 0.0, t * F.log(F.where(zero, 1.0, t))) - t * input  # 0 log 0 = 0
+        loss = _XLogX()(t) - t * input  # PyTorch's xlogy(target, target) - target * input
     if reduction == "batchmean":
         return F.sum(loss) / (xr.shape[0] if xr.ndim else 1)
     return _reduce(loss, reduction)

@@ -5,7 +5,9 @@ multilabel_soft_margin_loss, soft_margin_loss, triplet_margin_loss,
 triplet_margin_with_distance_loss, gaussian_nll_loss, poisson_nll_loss.
 
 Each is a composition of differentiable operations; labels and class indices are
-constants.  ``reduction`` is ``"mean"`` | ``"sum"`` | ``"none"``.
+constants.  ``reduction`` is ``"mean"`` | ``"sum"`` | ``"none"``.  Under ``xpnet.autocast`` the
+losses that PyTorch's autocast runs in float32 do too (all but multilabel_soft_margin_loss,
+triplet_margin_with_distance_loss and gaussian_nll_loss, which PyTorch leaves in their input's dtype).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import math
 
 from ... import backend as B
 from ...autograd import functions as F
+from ...autograd.autocast_state import to_float32
 from ...autograd.tensor import _raw
 from .activation import logsigmoid
 from .distance import pairwise_distance
@@ -47,6 +50,7 @@ def cosine_embedding_loss(input1, input2, target, margin: float = 0.0, reduction
     last axis of (N, D) or (D,) inputs, with PyTorch's 1e-12 added to each squared norm."""
     name = "cosine_embedding_loss"
     _check_reduction(name, reduction)
+    input1, input2 = to_float32(input1), to_float32(input2)  # float32 under xpnet.autocast (PyTorch's list)
     xr = _input(name, input1)
     if xr.ndim not in (1, 2) or tuple(_raw(input2).shape) != tuple(xr.shape):
         raise ValueError(f"{name}: inputs must both be (N, D) or (D,), got {tuple(xr.shape)} and "
@@ -63,6 +67,7 @@ def margin_ranking_loss(input1, input2, target, margin: float = 0.0, reduction: 
     """max(0, -y (x1 - x2) + margin) with y in {1, -1}."""
     name = "margin_ranking_loss"
     _check_reduction(name, reduction)
+    input1, input2 = to_float32(input1), to_float32(input2)  # float32 under xpnet.autocast (PyTorch's list)
     xr = _input(name, input1)
     if tuple(_raw(input2).shape) != tuple(xr.shape):
         raise ValueError(f"{name}: input1 {tuple(xr.shape)} and input2 {tuple(_raw(input2).shape)} differ")
@@ -75,6 +80,7 @@ def hinge_embedding_loss(input, target, margin: float = 1.0, reduction: str = "m
     margin term where y != 1)."""
     name = "hinge_embedding_loss"
     _check_reduction(name, reduction)
+    input = to_float32(input)  # float32 under xpnet.autocast (PyTorch's list)
     xr = _input(name, input)
     y = _labels(name, target, xr)
     loss = F.where(y != 1, F.relu(margin - input), 0.0) + F.where(y != -1, input, 0.0)
@@ -86,6 +92,7 @@ def multi_margin_loss(input, target, p: int = 1, margin: float = 1.0, weight=Non
     (N, C) or (C,) and class indices y."""
     name = "multi_margin_loss"
     _check_reduction(name, reduction)
+    input = to_float32(input)  # float32 under xpnet.autocast (PyTorch's list)
     if p not in (1, 2):
         raise ValueError(f"{name}: p must be 1 or 2, got {p}")
     xr = _input(name, input)
@@ -116,6 +123,7 @@ def multilabel_margin_loss(input, target, reduction: str = "mean"):
     (N, C) or (C,) holds class indices, ended by the first -1."""
     name = "multilabel_margin_loss"
     _check_reduction(name, reduction)
+    input = to_float32(input)  # float32 under xpnet.autocast (PyTorch's list)
     xr = _input(name, input)
     if xr.ndim not in (0, 1, 2):
         raise ValueError(f"{name}: input must be (N, C) or (C,), got shape {tuple(xr.shape)}")
@@ -160,6 +168,7 @@ def soft_margin_loss(input, target, reduction: str = "mean"):
     """log(1 + exp(-y x)) with y in {1, -1}."""
     name = "soft_margin_loss"
     _check_reduction(name, reduction)
+    input = to_float32(input)  # float32 under xpnet.autocast (PyTorch's list)
     xr = _input(name, input)
     y = _labels(name, target, xr)
     return _reduce(-logsigmoid(input * y), reduction)
@@ -184,6 +193,7 @@ def triplet_margin_loss(anchor, positive, negative, margin: float = 1.0, p: floa
                         swap: bool = False, reduction: str = "mean"):
     """:func:`triplet_margin_with_distance_loss` with the p-norm pairwise distance."""
     name = "triplet_margin_loss"
+    anchor, positive, negative = (to_float32(v) for v in (anchor, positive, negative))  # as above
     shapes = {tuple(_raw(v).shape) for v in (anchor, positive, negative)}
     ndim = len(_raw(anchor).shape)
     if len({len(s) for s in shapes}) != 1 or ndim not in (1, 2):
@@ -227,6 +237,7 @@ def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, 
     y log y - y + 0.5 log(2 pi y) where y > 1."""
     name = "poisson_nll_loss"
     _check_reduction(name, reduction)
+    input = to_float32(input)  # float32 under xpnet.autocast (PyTorch's list)
     xr = _input(name, input)
     t = _float_target(name, target, xr)
     if log_input:

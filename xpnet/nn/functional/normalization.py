@@ -89,6 +89,17 @@ def _check_param(name, what, p, shape):
         raise ValueError(f"{name}: {what} has shape {tuple(p.shape)}, expected {tuple(shape)}")
 
 
+def _channel_params(name, input, min_ndim, weight, bias, running_mean, running_var):
+    """Check (N, C, *) against the per-channel parameters and statistics; return (shape, C)."""
+    shape = tuple(input.shape)
+    if len(shape) < min_ndim:
+        raise ValueError(f"{name}: input must have at least {min_ndim} dimensions (N, C, *), got shape {shape}")
+    C = shape[1]
+    for what, p in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
+        _check_param(name, what, p, (C,))
+    return shape, C
+
+
 def batch_norm(input, running_mean, running_var, weight=None, bias=None, training: bool = False,
                momentum=0.1, eps: float = 1e-5):
     """Batch normalization of (N, C, *) over all axes but the channel axis 1.
@@ -101,12 +112,7 @@ def batch_norm(input, running_mean, running_var, weight=None, bias=None, trainin
     """
     input = to_float32(input)  # under xpnet.autocast
     name = "batch_norm"
-    shape = tuple(input.shape)
-    if len(shape) < 2:
-        raise ValueError(f"{name}: input must have at least 2 dimensions (N, C, ...), got shape {shape}")
-    C = shape[1]
-    for what, p in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        _check_param(name, what, p, (C,))
+    shape, C = _channel_params(name, input, 2, weight, bias, running_mean, running_var)
     pshape = (1, C) + (1,) * (len(shape) - 2)
     axes = (0,) + tuple(range(2, len(shape)))
     if not training:
@@ -185,12 +191,7 @@ def instance_norm(input, running_mean=None, running_var=None, weight=None, bias=
     instances' means and unbiased variances.  Otherwise normalize with the running ones.
     """
     name = "instance_norm"
-    shape = tuple(input.shape)
-    if len(shape) < 3:
-        raise ValueError(f"{name}: input must have at least 3 dimensions (N, C, *spatial), got shape {shape}")
-    C = shape[1]
-    for what, p in (("weight", weight), ("bias", bias), ("running_mean", running_mean), ("running_var", running_var)):
-        _check_param(name, what, p, (C,))
+    shape, C = _channel_params(name, input, 3, weight, bias, running_mean, running_var)
     if not use_input_stats:
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     count = math.prod(shape[2:])

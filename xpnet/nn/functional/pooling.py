@@ -9,11 +9,13 @@ small averaging matrix per spatial axis.
 
 from __future__ import annotations
 
+import builtins
 import functools
+import itertools
 import math
 
 from ... import backend as B
-from ...autograd.functions import concat, getitem, matmul, max as amax, permute, reshape, sum, unsqueeze
+from ...autograd.functions import _matmul, permute, reshape, sum, take, take_along_axis, unsqueeze
 from ...autograd.tensor import Function, Tensor, _raw
 from .conv import Fold, Geometry, Unfold, _batched, _ntuple, _unfold
 
@@ -183,7 +185,7 @@ def _adaptive_avg(input, output_size, nd, name):
     y = x
     for d in range(nd):  # separable: one small averaging matrix per spatial axis
         if outs[d] != sizes[d]:
-            y = _along(y, 2 + d, lambda t: matmul(t, _averaging(sizes[d], outs[d], x, True)))
+            y = _along(y, 2 + d, lambda t: _matmul(t, _averaging(sizes[d], outs[d], x, True)))  # not autocast
     return reshape(y, tuple(y.shape[1:])) if unbatched else y
 
 
@@ -221,34 +223,58 @@ def adaptive_avg_pool3d(input, output_size):
     return _adaptive_avg(input, output_size, 3, "adaptive_avg_pool3d")
 
 
+@functools.lru_cache(maxsize=64)
+def _adaptive_windows(sizes: tuple, outs: tuple):
+    """The flat input places (row-major within each channel's plane) of every adaptive window,
+    one row per output place (row-major), each window's places in row-major order and padded to
+    the longest window by repeating its first place (which keeps the first maximum first)."""
+    axes = [[range((i * n) // o, -(-((i + 1) * n) // o)) for i in range(o)] for n, o in zip(sizes, outs)]
+    strides = [math.prod(sizes[d + 1:]) for d in range(len(sizes))]
+    rows = [[builtins.sum(a * s for a, s in zip(place, strides)) for place in itertools.product(*box)]
+            for box in itertools.product(*axes)]
+    K = max(len(r) for r in rows)
+    return [r + [r[0]] * (K - len(r)) for r in rows]
+
+
 def _adaptive_max(input, output_size, return_indices, nd, name):
-    """The max over PyTorch's adaptive windows floor(i n / o) .. ceil((i + 1) n / o) - 1, one axis at a
-    time (a box's max is the max of its axes' maxima); the gradient goes to the maximum."""
-    if return_indices:
-        raise NotImplementedError(f"{name}: return_indices=True is not supported")
+    """The max over PyTorch's adaptive windows floor(i n / o) .. ceil((i + 1) n / o) - 1 of each
+    axis: the windows' places are gathered (built on the host, once per shape), the first maximum
+    of each (row-major, as PyTorch's kernel) is taken, and the gradient goes to it.  With
+    ``return_indices`` also its flat place within the channel's plane (int64), as PyTorch."""
     x, unbatched, sizes, outs = _adaptive_args(input, output_size, nd, name)
-    y = x
-    for d in range(nd):
-        n, o = sizes[d], outs[d]
-        before = (slice(None),) * (2 + d)
-        parts = [amax(getitem(y, before + (slice((i * n) // o, -(-((i + 1) * n) // o)), ...)), 2 + d, keepdims=True)
-                 for i in range(o)]
-        y = parts[0] if o == 1 else concat(parts, 2 + d)
-    return reshape(y, tuple(y.shape[1:])) if unbatched else y
+    N, C, plane = x.shape[0], x.shape[1], math.prod(sizes)
+    rows = _adaptive_windows(sizes, outs)
+    P, K = len(rows), len(rows[0])
+    r = _raw(x)
+    places = B.as_array(rows, "int64", B.backend_of(r))  # (P, K)
+    xp = B.namespace_of(places)
+    g = reshape(take(reshape(x, (N * C, plane)), xp.reshape(places, (-1,)), 1), (N, C, P, K))
+    best = xp.argmax(_raw(g), axis=3)  # (N, C, P): the first maximum
+    y = reshape(take_along_axis(g, best[..., None], 3), (N, C) + outs)
+    if unbatched:
+        y = reshape(y, tuple(y.shape[1:]))
+    if not return_indices:
+        return y
+    start = xp.reshape(xp.arange(P, dtype=xp.int64, device=B.array_api_compat.device(places)) * K, (1, 1, P))
+    where = xp.reshape(xp.take(xp.reshape(places, (-1,)), xp.reshape(start + best, (-1,))), (N, C) + outs)
+    return y, Tensor(where[0, ...] if unbatched else where)
 
 
 def adaptive_max_pool1d(input, output_size, return_indices: bool = False):
-    """Max pooling of (N, C, L) to ``output_size`` places."""
+    """Max pooling of (N, C, L) to ``output_size`` places. With ``return_indices`` also the int64 flat
+    index of each maximum within its channel's plane (PyTorch's, usable by ``max_unpool1d``)."""
     return _adaptive_max(input, output_size, return_indices, 1, "adaptive_max_pool1d")
 
 
 def adaptive_max_pool2d(input, output_size, return_indices: bool = False):
-    """Max pooling of (N, C, H, W) to ``output_size``."""
+    """Max pooling of (N, C, H, W) to ``output_size``. With ``return_indices`` also the int64 flat
+    index of each maximum within its channel's plane (PyTorch's, usable by ``max_unpool2d``)."""
     return _adaptive_max(input, output_size, return_indices, 2, "adaptive_max_pool2d")
 
 
 def adaptive_max_pool3d(input, output_size, return_indices: bool = False):
-    """Max pooling of (N, C, D, H, W) to ``output_size``."""
+    """Max pooling of (N, C, D, H, W) to ``output_size``. With ``return_indices`` also the int64 flat
+    index of each maximum within its channel's plane (PyTorch's, usable by ``max_unpool3d``)."""
     return _adaptive_max(input, output_size, return_indices, 3, "adaptive_max_pool3d")
 
 
@@ -350,9 +376,6 @@ def _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_i
     """Max over windows of ``kernel_size`` whose starts follow :func:`_intervals`, one sample u in
     [0, 1) per (batch, channel, axis): ``_random_samples`` (N, C, nd), else drawn from ``generator``
     (default: the default generator).  The window indices are built on the host."""
-    import builtins
-    import itertools
-    from ...autograd.functions import take_along_axis
     x, unbatched = _batched(input, nd, name)
     N, C, sizes = x.shape[0], x.shape[1], tuple(x.shape[2:])
     k = _ntuple(kernel_size, nd, "kernel_size", name)
@@ -391,14 +414,14 @@ def _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_i
     xp = B.namespace_of(idx)
     idx = xp.reshape(idx, (N, C, P * K))
     g = reshape(take_along_axis(reshape(x, (N, C, math.prod(sizes))), idx, 2), (N, C, P, K))
-    y = reshape(amax(g, 3), (N, C) + out)
+    best = xp.argmax(_raw(g), axis=3)  # the first maximum (row-major), which gets the gradient, as PyTorch
+    y = reshape(take_along_axis(g, best[..., None], 3), (N, C) + out)
     if unbatched:
         y = reshape(y, tuple(y.shape[1:]))
     if not return_indices:
         return y
-    best = xp.argmax(_raw(g), axis=3)
     where = xp.reshape(xp.take_along_axis(xp.reshape(idx, (N, C, P, K)), best[..., None], axis=3), (N, C) + out)
-    return y, Tensor(where[0] if unbatched else where)
+    return y, Tensor(where[0, ...] if unbatched else where)
 
 
 def fractional_max_pool2d(input, kernel_size, output_size=None, output_ratio=None, return_indices: bool = False,
