@@ -112,46 +112,63 @@ def check_module_db(name, max_samples=None, rtol=1e-7, atol=1e-9, trainings=None
             xm = getattr(nn, name)(*to_xpnet(cargs), **to_xpnet(ckw))
             xm.to("float64")
             xm.train(training)
-            fargs, fkw = s.forward_input.args, s.forward_input.kwargs
-            xargs, xkw = to_xpnet(fargs, grad=True), to_xpnet(fkw, grad=True)
-            pf, px = _prepared(prep, torch, fargs, xargs)
-            ty = tm(*pf, **fkw)  # first: a lazy module makes its parameters here
-            if len(tm.state_dict()):
-                xm(*px, **xkw)  # the same for xpnet (lazy shapes), then PyTorch's values
-                xm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
-            y = xm(*px, **xkw)
-            touts, xouts = _flat(ty), _flat(y)
-            assert len(touts) == len(xouts), f"{name} [{s.desc}]: {len(xouts)} outputs, PyTorch has {len(touts)}"
-            rng = np.random.default_rng(0)
-            tloss, xloss = 0.0, 0.0
-            for t, x in zip(touts, xouts):
-                if t is None:
-                    assert x is None, f"{name} [{s.desc}]"
-                    continue
-                np.testing.assert_allclose(to_np(x), t.detach().numpy(), rtol=rtol, atol=atol,
-                                           err_msg=f"{name} [{s.desc}] training={training}: output")
-                if t.dtype.is_floating_point and t.requires_grad:
-                    w = rng.uniform(0.5, 1.5, size=tuple(t.shape))
-                    tloss = tloss + (t * torch.tensor(w)).sum()
-                    xloss = xloss + (x * xn.tensor(w, dtype="float64")).sum()
+            compare_modules(tm, xm, s.forward_input.args, s.forward_input.kwargs, rtol, atol, prep,
+                            f"{name} [{s.desc}] training={training}")
             count += 1
-            if isinstance(tloss, float):
-                continue
-            tins = [a for a in _leaves((fargs, fkw), []) if isinstance(a, torch.Tensor) and a.requires_grad]
-            xins = [a for a in _leaves((xargs, xkw), []) if isinstance(a, xn.Tensor) and a.requires_grad]
-            tparams = dict(tm.named_parameters())
-            xparams = dict(xm.named_parameters())
-            assert sorted(tparams) == sorted(xparams), f"{name}: parameters {sorted(xparams)} vs {sorted(tparams)}"
-            tgrads = torch.autograd.grad(tloss, tins + list(tparams.values()), allow_unused=True)
-            xgrads = xn.autograd.grad(xloss, xins + [xparams[k] for k in tparams], allow_unused=True)
-            names = [f"input {i}" for i in range(len(tins))] + list(tparams)
-            for n, tg, xg in zip(names, tgrads, xgrads):
-                if tg is None:
-                    assert xg is None or np.all(to_np(xg) == 0), f"{name} [{s.desc}]: gradient of {n}"
-                    continue
-                np.testing.assert_allclose(to_np(xg), tg.numpy(), rtol=rtol, atol=atol,
-                                           err_msg=f"{name} [{s.desc}] training={training}: gradient of {n}")
     return count
+
+
+def compare_modules(tm, xm, fargs, fkw, rtol=1e-7, atol=1e-9, prep=None, desc=""):
+    """Run PyTorch's module ``tm`` and xpnet's ``xm`` on the same inputs (PyTorch tensors: floating
+    ones that require gradients are differentiated), PyTorch's state loaded into xpnet's, and
+    compare the outputs and the gradients of every input and parameter.  A lazy module is
+    materialized by this first call on both sides: the class it becomes and its parameter
+    shapes must be PyTorch's, and its initial values within PyTorch's initialization bound
+    (kaiming_uniform(a=sqrt(5)): |w| <= 1/sqrt(fan_in))."""
+    import torch
+    lazy = type(xm).__name__.startswith("Lazy")
+    xargs, xkw = to_xpnet(fargs, grad=True), to_xpnet(fkw, grad=True)
+    pf, px = _prepared(prep, torch, fargs, xargs)
+    ty = tm(*pf, **fkw)  # first: a lazy module makes its parameters here
+    if len(tm.state_dict()):
+        xm(*px, **xkw)  # the same for xpnet (lazy shapes), then PyTorch's values
+        if lazy:
+            assert type(xm).__name__ == type(tm).__name__, f"{desc}: became {type(xm).__name__}, PyTorch's {type(tm).__name__}"
+            shapes = {k: tuple(v.shape) for k, v in xm.state_dict().items()}
+            assert shapes == {k: tuple(v.shape) for k, v in tm.state_dict().items()}, f"{desc}: shapes {shapes}"
+            w = to_np(xm.weight)
+            bound = 1.0 / np.sqrt(torch.nn.init._calculate_fan_in_and_fan_out(tm.weight)[0])
+            assert np.abs(w).max() <= bound and (w.size < 8 or np.abs(w).max() > bound / 4), f"{desc}: initial weight"
+        xm.load_state_dict({k: v.detach().numpy() for k, v in tm.state_dict().items()})
+    y = xm(*px, **xkw)
+    touts, xouts = _flat(ty), _flat(y)
+    assert len(touts) == len(xouts), f"{desc}: {len(xouts)} outputs, PyTorch has {len(touts)}"
+    rng = np.random.default_rng(0)
+    tloss, xloss = 0.0, 0.0
+    for t, x in zip(touts, xouts):
+        if t is None:
+            assert x is None, desc
+            continue
+        np.testing.assert_allclose(to_np(x), t.detach().numpy(), rtol=rtol, atol=atol, err_msg=f"{desc}: output")
+        if t.dtype.is_floating_point and t.requires_grad:
+            w = rng.uniform(0.5, 1.5, size=tuple(t.shape))
+            tloss = tloss + (t * torch.tensor(w)).sum()
+            xloss = xloss + (x * xn.tensor(w, dtype="float64")).sum()
+    if isinstance(tloss, float):
+        return
+    tins = [a for a in _leaves((fargs, fkw), []) if isinstance(a, torch.Tensor) and a.requires_grad]
+    xins = [a for a in _leaves((xargs, xkw), []) if isinstance(a, xn.Tensor) and a.requires_grad]
+    tparams = dict(tm.named_parameters())
+    xparams = dict(xm.named_parameters())
+    assert sorted(tparams) == sorted(xparams), f"{desc}: parameters {sorted(xparams)} vs {sorted(tparams)}"
+    tgrads = torch.autograd.grad(tloss, tins + list(tparams.values()), allow_unused=True)
+    xgrads = xn.autograd.grad(xloss, xins + [xparams[k] for k in tparams], allow_unused=True)
+    names = [f"input {i}" for i in range(len(tins))] + list(tparams)
+    for n, tg, xg in zip(names, tgrads, xgrads):
+        if tg is None:
+            assert xg is None or np.all(to_np(xg) == 0), f"{desc}: gradient of {n}"
+            continue
+        np.testing.assert_allclose(to_np(xg), tg.numpy(), rtol=rtol, atol=atol, err_msg=f"{desc}: gradient of {n}")
 
 
 def _empty(args, torch):
