@@ -21,8 +21,11 @@ RNG = np.random.default_rng(2)
 def test_module_db(bk, name):
     if bk.name == "jax" and name != "TransformerEncoderLayer":
         pytest.skip("jax: one module (each shape compiles); the others run on every other backend")
-    n = {"numpy": None, "jax": 1}.get(bk.name, 2)  # all samples on numpy; op by op the others are slow
-    assert check_module_db(name, max_samples=n, rtol=1e-6, atol=1e-8) > 0
+    # numpy: every 3rd of PyTorch's 64-134 samples per module (they cross batch_first, norm_first, bias,
+    # masks of both dtypes and unbatched inputs; all pass with XPNET_FULL_SAMPLES=1); op by op the
+    # other backends are slow: two samples (jax one)
+    n = {"numpy": None, "jax": 1}.get(bk.name, 2)
+    assert check_module_db(name, max_samples=n, rtol=1e-6, atol=1e-8, step=3 if bk.name == "numpy" else 1) > 0
 
 
 def test_op_db_multi_head_attention_forward(bk):
@@ -31,8 +34,9 @@ def test_op_db_multi_head_attention_forward(bk):
     # PyTorch's gradient samples all use dropout 0.5 (random): its forward samples, without
     # dropout in effect, are compared instead (outputs and gradients)
     random = lambda s: s.kwargs.get("training", True) and s.args[9] > 0  # noqa: E731  (args[9]: dropout_p)
+    n = None if bk.name == "numpy" else 3  # every sample on numpy; the same code elsewhere: three
     assert check_op_db("nn.functional.multi_head_attention_forward", F.multi_head_attention_forward,
-                       rtol=1e-6, atol=1e-8, grad_samples=False, skip=random) > 0
+                       rtol=1e-6, atol=1e-8, grad_samples=False, skip=random, max_samples=n) > 0
 
 
 def _pair(dm=4, nhead=2, ff=6, norm_first=False, batch_first=True, activation="gelu"):
@@ -86,8 +90,8 @@ def _batched(torch, shape, batch_first):
 def test_decoder_stack_matches_torch(bk, norm_first, batch_first):
     """TransformerDecoder (no module_db samples): masks of every kind, outputs and gradients."""
     torch = pytest.importorskip("torch")
-    if bk.name == "jax" and norm_first:
-        pytest.skip("jax: one case (each shape compiles)")
+    if bk.name == "jax":
+        pytest.skip("jax: test_decoder_layer_masks_match_torch runs the decoder layer (each shape compiles)")
     tm, m = _stack(torch, "Decoder", norm_first, batch_first)
     tgt, mem = _batched(torch, (2, 3, 4), batch_first), _batched(torch, (2, 5, 4), batch_first)
     kw = dict(tgt_mask=torch.nn.Transformer.generate_square_subsequent_mask(3, dtype=torch.float64),
@@ -103,8 +107,8 @@ def test_encoder_arguments_match_torch(bk, batch_first):
     """TransformerEncoder with a final norm, enable_nested_tensor and mask_check (accepted: no
     nested tensors here), a key-padding mask and a causal mask with is_causal."""
     torch = pytest.importorskip("torch")
-    if bk.name == "jax" and not batch_first:
-        pytest.skip("jax: one case (each shape compiles)")
+    if bk.name == "jax":
+        pytest.skip("jax: test_gradcheck_encoder runs the encoder (each shape compiles)")
     tm, m = _stack(torch, "Encoder", True, batch_first, enable_nested_tensor=False, mask_check=False)
     src = _batched(torch, (2, 3, 4), batch_first)
     kw = dict(mask=torch.nn.Transformer.generate_square_subsequent_mask(3, dtype=torch.float64),
@@ -114,6 +118,8 @@ def test_encoder_arguments_match_torch(bk, batch_first):
 
 
 def test_causal_mask_and_callable_activation(bk):
+    if bk.name == "jax":
+        pytest.skip("jax: masks and activations are the same code on every backend; the layers run on jax above")
     mask = to_np(nn.Transformer.generate_square_subsequent_mask(3))
     assert mask.dtype == np.float32
     np.testing.assert_array_equal(mask, [[0, -np.inf, -np.inf], [0, 0, -np.inf], [0, 0, 0]])

@@ -6,9 +6,17 @@ inputs, back-propagates the same random weights, and compares the outputs and th
 every input and parameter (float64).  PyTorch's samples come from
 ``torch.testing._internal.common_modules`` (it needs the ``expecttest`` package; the test is
 skipped cleanly without it).
+
+To stay within the suite's time, a test may compare an evenly spaced subset of a long sample
+list (``step``) or its first samples (``max_samples``, on the slow backends).  Setting
+``XPNET_FULL_SAMPLES=1`` runs every sample wherever a subset is taken, e.g.
+``XPNET_FULL_SAMPLES=1 XPNET_TEST_BACKENDS=numpy python -m pytest tests/test_transformer.py``;
+docs/pytorch-differences.md records the last full run.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -19,6 +27,12 @@ import xpnet.nn.functional as F
 from conftest import to_np
 
 _DB = {}
+FULL = os.environ.get("XPNET_FULL_SAMPLES", "") == "1"
+
+
+def subset(samples, max_samples=None, step=1):
+    """Every ``step``-th sample, at most ``max_samples`` of them (all with ``XPNET_FULL_SAMPLES=1``)."""
+    return list(samples) if FULL else list(samples)[::step][:max_samples]
 
 
 def module_info(name):
@@ -88,14 +102,15 @@ def _prepared(prep, torch, fargs, xargs):
     return ((prep(torch.nn.functional, fargs[0]), *fargs[1:]), (prep(F, xargs[0]), *xargs[1:]))
 
 
-def check_module_db(name, max_samples=None, rtol=1e-7, atol=1e-9, trainings=None, skip=(), prep=None):
+def check_module_db(name, max_samples=None, rtol=1e-7, atol=1e-9, trainings=None, skip=(), prep=None, step=1):
     """Compare ``xpnet.nn.<name>`` with ``torch.nn.<name>`` on PyTorch's samples (float64).
 
     ``prep(functional, x)``, when given, is applied to the first input on both sides before the
     module (e.g. a log_softmax), so that gradients are compared with respect to its input.
 
-    ``skip``: sample descriptions left out (each with a reason in the caller).  Returns the number
-    of samples compared, so that a test can assert that some were."""
+    ``skip``: sample descriptions left out (each with a reason in the caller).  ``step`` and
+    ``max_samples``: see :func:`subset`.  Returns the number of samples compared, so that a
+    test can assert that some were."""
     torch, info = module_info(name)
     modes = trainings if trainings is not None else ([True, False] if info.train_and_eval_differ else [True])
     count = 0
@@ -103,7 +118,7 @@ def check_module_db(name, max_samples=None, rtol=1e-7, atol=1e-9, trainings=None
         samples = info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True,
                                           training=training)
         samples = [s for s in samples if s.desc not in skip and not _empty(s.forward_input.args, torch)]
-        for s in samples[:max_samples]:
+        for s in subset(samples, max_samples, step):
             cargs, ckw = s.constructor_input.args, dict(s.constructor_input.kwargs)
             ckw.pop("device", None)
             torch.manual_seed(0)
@@ -201,17 +216,17 @@ def op_samples(name, variant="", dtype="float64", grad_samples=True):
 
 
 def check_op_db(name, fn, variant="", max_samples=None, rtol=1e-7, atol=1e-9, skip=None, dtype="float64",
-                prep=None, grad_samples=True):
+                prep=None, grad_samples=True, step=1):
     """Compare ``fn`` (xpnet's form of ``torch.<name>``) with PyTorch on every ``op_db`` sample:
     the output and the gradient of every floating input (samples made in ``dtype``: an integer
     one for integer operations).  ``prep`` as in :func:`check_module_db`.  ``grad_samples=False``
     takes the samples PyTorch makes for forward tests (some ops have more there) and makes
     their floating tensors require gradients.  ``skip(sample)`` true leaves a sample
-    out.  Returns the number compared."""
+    out.  ``step``, ``max_samples``: see :func:`subset`.  Returns the number compared."""
     torch, op, samples = op_samples(name, variant, dtype, grad_samples)
     count = 0
     samples = [s for s in samples if not (skip is not None and skip(s)) and not _empty([s.input, *s.args], torch)]
-    for s in samples[:max_samples]:
+    for s in subset(samples, max_samples, step):
         targs = [s.input, *s.args]
         xargs, xkw = to_xpnet(targs, grad=True), to_xpnet(s.kwargs, grad=True)
         pt, px = _prepared(prep, torch, targs, xargs)
