@@ -340,6 +340,7 @@ def run_module_sample(info, xcls, mi, training):
     pairs = []
     cx, ct = _to_xn(tuple(mi.constructor_input.args), [])
     kx, kt = _to_xn(dict(mi.constructor_input.kwargs), [])
+    kx.pop("device", None)  # PyTorch's device="cpu" (xpnet's is backend=; the backend in use here)
     fx, ft = _to_xn(tuple(mi.forward_input.args), pairs)
     fkx, fkt = _to_xn(dict(mi.forward_input.kwargs), pairs)
     try:
