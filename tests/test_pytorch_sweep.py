@@ -8,7 +8,6 @@ tests cover the rest).  Skips cleanly without torch or expecttest.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 

@@ -142,18 +142,17 @@ class Hardtanh(Module):
 def _simple(name, fn, doc, inplace=True):
     """A module that applies ``fn``; its one argument ``inplace`` (accepted and ignored) where
     PyTorch's module has it (``inplace=False``: none, as LogSigmoid, Softsign, Tanhshrink)."""
-    def __init__(self, inplace: bool = False):
+    def with_inplace(self, inplace: bool = False):
         Module.__init__(self)
         self.inplace = inplace
 
-    if not inplace:
-        def __init__(self):  # noqa: F811
-            Module.__init__(self)
+    def without(self):
+        Module.__init__(self)
 
     def forward(self, input):
         return fn(input)
-    return type(name, (Module,), {"__init__": __init__, "forward": forward, "__doc__": doc,
-                                  "__module__": __name__})
+    return type(name, (Module,), {"__init__": with_inplace if inplace else without, "forward": forward,
+                                  "__doc__": doc, "__module__": __name__})
 
 
 SELU = _simple("SELU", F.selu, "scale * elu(x, alpha) with PyTorch's constants.")
