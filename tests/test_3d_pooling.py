@@ -25,6 +25,8 @@ def test_module_db(bk, name):
     assert check_module_db(name, max_samples=n, rtol=1e-6, atol=1e-9) > 0
 
 
+# evenly spaced subsets of the longest sample lists (576, 288 and 144 samples; all pass with XPNET_FULL_SAMPLES=1)
+STEPS = {"max_pool3d": 6, "max_unpool2d": 3, "max_unpool1d": 2}
 OPS = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool1d",
        "adaptive_max_pool2d", "adaptive_max_pool3d", "max_unpool1d", "max_unpool2d", "max_unpool3d"]
 
@@ -33,7 +35,8 @@ OPS = ["conv3d", "conv_transpose3d", "max_pool3d", "avg_pool3d", "adaptive_avg_p
 def test_op_db(bk, name):
     if bk.name != "numpy":
         pytest.skip("numpy only: the 3-D samples are large; the module samples run everywhere")
-    assert check_op_db(f"nn.functional.{name}", getattr(F, name), rtol=1e-6, atol=1e-9) > 0
+    n = check_op_db(f"nn.functional.{name}", getattr(F, name), rtol=1e-6, atol=1e-9, step=STEPS.get(name, 1))
+    assert n > 0
 
 
 def test_gradcheck(bk):

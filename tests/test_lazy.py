@@ -1,6 +1,8 @@
-"""LazyLinear, LazyConv1d/2d/3d, LazyConvTranspose1d/2d/3d: PyTorch's module_db samples (the
-module is built at the first call, then PyTorch's values are loaded), shapes inferred, the
-class it becomes, bad input."""
+"""LazyLinear, LazyConv1d/2d/3d, LazyConvTranspose1d/2d/3d against PyTorch: its module_db
+samples (LazyConv*), and cases of our own for LazyLinear (PyTorch has no samples for it): the
+module is built at the first call on both sides, the class it becomes, its parameter shapes
+and initialization bound are PyTorch's, then with PyTorch's values loaded the outputs and
+the input and parameter gradients agree (float64).  Shapes inferred in a model, bad input."""
 
 import numpy as np
 import pytest
@@ -8,7 +10,7 @@ import pytest
 import xpnet as xn
 import xpnet.nn as nn
 from conftest import to_np
-from torch_samples import check_module_db
+from torch_samples import check_module_db, compare_modules
 
 RNG = np.random.default_rng(6)
 MODULES = ["LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d", "LazyConvTranspose2d",
@@ -20,6 +22,19 @@ def test_module_db(bk, name):
     if bk.name == "jax" or (bk.name == "array_api_strict" and name != "LazyConv2d"):
         pytest.skip("the lazy step is backend-independent; the convolutions are tested on every backend")
     assert check_module_db(name, max_samples=2 if bk.name != "numpy" else None, rtol=1e-6, atol=1e-9) > 0
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_lazy_linear_matches_torch(bk, bias):
+    torch = pytest.importorskip("torch")
+    if bk.name == "jax" and not bias:
+        pytest.skip("jax: one case (each shape compiles)")
+    for shape in [(4, 5), (2, 3, 5), (5,)]:  # batched, extra batch axes, unbatched
+        tm = torch.nn.LazyLinear(3, bias=bias, dtype=torch.float64)
+        m = nn.LazyLinear(3, bias=bias).to("float64")
+        x = torch.tensor(RNG.standard_normal(shape), requires_grad=True)
+        compare_modules(tm, m, (x,), {}, rtol=1e-10, atol=1e-12, desc=f"LazyLinear(bias={bias}) {shape}")
+        assert type(m) is nn.Linear and m.weight.shape == (3, 5) and (m.bias is not None) == bias
 
 
 def test_lazy_linear_becomes_linear(bk):

@@ -8,7 +8,7 @@ tests cover the rest).  Skips cleanly without torch or expecttest.
 
 from __future__ import annotations
 
-import math
+import os
 import warnings
 
 import numpy as np
@@ -343,6 +343,7 @@ def run_module_sample(info, xcls, mi, training):
     pairs = []
     cx, ct = _to_xn(tuple(mi.constructor_input.args), [])
     kx, kt = _to_xn(dict(mi.constructor_input.kwargs), [])
+    kx.pop("device", None)  # PyTorch's device="cpu" (xpnet's is backend=; the backend in use here)
     fx, ft = _to_xn(tuple(mi.forward_input.args), pairs)
     fkx, fkt = _to_xn(dict(mi.forward_input.kwargs), pairs)
     try:
@@ -388,10 +389,10 @@ def module_sweep():
                 continue
             counts = results.setdefault(name, {})
             for training in ((True, False) if info.train_and_eval_differ else (True,)):
-                for mi in info.module_inputs_func(info, device="cpu", dtype=torch.float64, requires_grad=True,
-                                                  training=training):
-                    if mi.forward_input is None:
-                        continue
+                samples = [mi for mi in info.module_inputs_func(info, device="cpu", dtype=torch.float64,
+                                                                requires_grad=True, training=training)
+                           if mi.forward_input is not None]
+                for mi in samples[::1 if FULL else -(-len(samples) // MAX_MODULE_SAMPLES)]:
                     kind = run_module_sample(info, xcls, mi, training)
                     counts[kind] = counts.get(kind, 0) + 1
     return results
@@ -418,6 +419,8 @@ def _op_name(op):
 
 
 MAX_SAMPLES = 300  # an op with more samples runs an evenly spaced subset (the time limit of the suite)
+MAX_MODULE_SAMPLES = 150  # the same for a module (LinearCrossEntropyLoss has 857: every 6th)
+FULL = os.environ.get("XPNET_FULL_SAMPLES", "") == "1"  # every sample (docs/pytorch-differences.md: the last full run)
 
 
 def sweep():
@@ -432,7 +435,7 @@ def sweep():
                 continue
             counts = results.setdefault(name, {})
             samples = list(op.sample_inputs("cpu", torch.float64, requires_grad=op.supports_autograd))
-            step = -(-len(samples) // MAX_SAMPLES)  # max_pool1d/2d have 864 and 1440: every 3rd/5th
+            step = 1 if FULL else -(-len(samples) // MAX_SAMPLES)  # max_pool1d/2d have 864 and 1440: every 3rd/5th
             for sample in samples[::step]:
                 kind = run_sample(op, fn, sample)
                 counts[kind] = counts.get(kind, 0) + 1

@@ -139,26 +139,30 @@ class Hardtanh(Module):
         return f"min_val={self.min_val}, max_val={self.max_val}"
 
 
-def _simple(name, fn, doc):
-    """A module without arguments (``inplace`` accepted and ignored) that applies ``fn``."""
-    def __init__(self, inplace: bool = False):
+def _simple(name, fn, doc, inplace=True):
+    """A module that applies ``fn``; its one argument ``inplace`` (accepted and ignored) where
+    PyTorch's module has it (``inplace=False``: none, as LogSigmoid, Softsign, Tanhshrink)."""
+    def with_inplace(self, inplace: bool = False):
         Module.__init__(self)
         self.inplace = inplace
 
+    def without(self):
+        Module.__init__(self)
+
     def forward(self, input):
         return fn(input)
-    return type(name, (Module,), {"__init__": __init__, "forward": forward, "__doc__": doc,
-                                  "__module__": __name__})
+    return type(name, (Module,), {"__init__": with_inplace if inplace else without, "forward": forward,
+                                  "__doc__": doc, "__module__": __name__})
 
 
 SELU = _simple("SELU", F.selu, "scale * elu(x, alpha) with PyTorch's constants.")
 Hardsigmoid = _simple("Hardsigmoid", F.hardsigmoid, "relu6(x + 3) / 6.")
 Hardswish = _simple("Hardswish", F.hardswish, "x * relu6(x + 3) / 6.")
 ReLU6 = _simple("ReLU6", F.relu6, "min(max(0, x), 6).")
-LogSigmoid = _simple("LogSigmoid", F.logsigmoid, "log(sigmoid(x)), stable for any x.")
+LogSigmoid = _simple("LogSigmoid", F.logsigmoid, "log(sigmoid(x)), stable for any x.", inplace=False)
 Mish = _simple("Mish", F.mish, "x * tanh(softplus(x)).")
-Softsign = _simple("Softsign", F.softsign, "x / (1 + |x|).")
-Tanhshrink = _simple("Tanhshrink", F.tanhshrink, "x - tanh(x).")
+Softsign = _simple("Softsign", F.softsign, "x / (1 + |x|).", inplace=False)
+Tanhshrink = _simple("Tanhshrink", F.tanhshrink, "x - tanh(x).", inplace=False)
 
 
 class CELU(Module):

@@ -73,6 +73,11 @@ class _ConvNd(Module):
 
 
 class _Conv(_ConvNd):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", dtype=None, backend=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                         padding_mode, dtype, backend)  # PyTorch's signature: no output_padding
+
     def forward(self, input):
         padding = self.padding
         if self.padding_mode != "zeros":  # as PyTorch: pad in that mode first, then convolve unpadded

@@ -338,6 +338,7 @@ class PoissonNLLLoss(_Loss):
 
     def __init__(self, log_input: bool = True, full: bool = False, size_average=None, eps: float = 1e-8,
                  reduce=None, reduction: str = "mean"):
+        M._no_legacy("PoissonNLLLoss", size_average, reduce)
         super().__init__(reduction)
         self.log_input, self.full, self.eps = log_input, full, eps
 

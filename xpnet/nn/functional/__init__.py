@@ -11,6 +11,7 @@ from .embedding import *  # noqa: F401,F403
 from .grid import *  # noqa: F401,F403
 from .interpolate import *  # noqa: F401,F403
 from .linear import *  # noqa: F401,F403
+from .linear_cross_entropy import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .margin_loss import *  # noqa: F401,F403
 from .padding import *  # noqa: F401,F403

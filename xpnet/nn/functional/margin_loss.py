@@ -231,11 +231,19 @@ def gaussian_nll_loss(input, target, var, full: bool = False, eps: float = 1e-6,
     return _reduce(loss, reduction)
 
 
+def _no_legacy(name, size_average, reduce):
+    if size_average is not None or reduce is not None:
+        raise ValueError(f"{name}: size_average and reduce are deprecated in PyTorch and not taken: pass "
+                         "reduction='mean', 'sum' or 'none'")
+
+
 def poisson_nll_loss(input, target, log_input: bool = True, full: bool = False, size_average=None, eps: float = 1e-8,
                      reduce=None, reduction: str = "mean"):
     """exp(x) - y x (``log_input``) or x - y log(x + eps); ``full`` adds Stirling's
-    y log y - y + 0.5 log(2 pi y) where y > 1."""
+    y log y - y + 0.5 log(2 pi y) where y > 1.  ``size_average`` and ``reduce`` (deprecated
+    in PyTorch) keep their places for positional calls and must be None (ValueError)."""
     name = "poisson_nll_loss"
+    _no_legacy(name, size_average, reduce)
     _check_reduction(name, reduction)
     input = to_float32(input)  # float32 under xpnet.autocast (PyTorch's list)
     xr = _input(name, input)
