@@ -637,16 +637,17 @@ class Trainer:
         ``path`` atomically.  ``epoch`` is
         the number of finished epochs, i.e. the epoch to run next."""
         from .. import checkpoint
-        result = None
+        result, running = None, self._running
+        mid_epoch = resumable and not weights_only and running is not None and epoch == self.epoch
+        if mid_epoch:  # every rank: the read-back averages the losses over the ranks (a collective)
+            self._drain(running, self.step_in_epoch - 1)
         try:
             if self.parallel.is_writer:  # under a launcher rank 0 writes; every rank waits for the file
                 if weights_only:
                     result = checkpoint.save_weights(path, self.model)
                 else:
                     meta = {"history": self.history.history, "history_epochs": self.history.epoch}
-                    running = self._running
-                    if resumable and running is not None and epoch == self.epoch:  # saved mid-epoch
-                        self._drain(running, self.step_in_epoch - 1)
+                    if mid_epoch:
                         meta["epoch_loss"] = [running.total, running.count]
                     result = checkpoint.save(path, self.model, self.optimizer, self.scheduler, epoch=epoch,
                                              step=self.global_step, loader=self.loader if resumable else None,
