@@ -240,17 +240,23 @@ def test_item_inside_raises_with_strict(bk):
         np.testing.assert_array_equal(to_np(p.data), b)
 
 
-def test_bad_labels_still_raise(bk):
-    """On the host the label range is a guard read before the replay: a bad batch runs eagerly,
-    which raises before anything changes (elsewhere a check output of the program)."""
-    if bk.name == "jax":
-        pytest.skip("one JAX trace less")
+def _traced_sgd_mlp():
+    """An MLP and its compiled SGD step, called three times (eager, trace, replay)."""
     xn.manual_seed(0)
     m = _mlp()
     opt = optim.SGD(m.parameters(), lr=0.1)
     f = xn.compile(_plain_step(m, opt, None))
     for _ in range(3):
         f(xn.tensor(X), xn.tensor(Y))
+    return m, f
+
+
+def test_bad_labels_still_raise(bk):
+    """On the host the label range is a guard read before the replay: a bad batch runs eagerly,
+    which raises before anything changes (elsewhere a check output of the program)."""
+    if bk.name == "jax":
+        pytest.skip("one JAX trace less")
+    m, f = _traced_sgd_mlp()
     before = [to_np(p.data) for p in m.parameters()]
     with pytest.raises(IndexError, match="out of range"):
         f(xn.tensor(X), xn.tensor(np.where(Y == 0, 7, Y)))
@@ -276,12 +282,7 @@ def test_ignore_index_after_the_trace(bk):
 def test_program_prints_one_line_per_operation(bk):
     if bk.name != "numpy":
         pytest.skip("the printout is the same on every backend")
-    xn.manual_seed(0)
-    m = _mlp()
-    opt = optim.SGD(m.parameters(), lr=0.1)
-    f = xn.compile(_plain_step(m, opt, None))
-    for _ in range(3):
-        f(xn.tensor(X), xn.tensor(Y))
+    m, f = _traced_sgd_mlp()
     text = str(f.program)
     lines = text.splitlines()
     assert sum(1 for line in lines if line.startswith(("  op ", "  host "))) == len(f.program)
